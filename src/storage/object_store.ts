@@ -1,0 +1,62 @@
+/**
+ * The small interface every storage backend implements: a flat key space of immutable objects.
+ * Layout (which keys an LTX file lives at) is not a backend concern: see `replica_client.ts`.
+ * Adding a backend means one new file implementing {@link ObjectStore} plus one line in `open.ts`.
+ *
+ * Errors are typed (`../errors.ts`): AuthError, BucketNotFoundError, ConnectionError (transient),
+ * NotFoundError (missing key), ConflictError (failed precondition), CorruptionError (short read).
+ *
+ * @module
+ */
+
+/** One object as listed. */
+export interface ObjectInfo {
+  /** Full key relative to the store root (no leading slash). */
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  /** Last-modified time (file mtime or S3 LastModified). */
+  lastModified: Date;
+  /** Entity tag, when the backend has one. */
+  etag?: string;
+}
+
+/** An object's metadata, from a HEAD request. */
+export interface ObjectHead extends ObjectInfo {
+  /** User metadata (S3 `x-amz-meta-*` without the prefix), lower-case keys. */
+  metadata: Record<string, string>;
+}
+
+/** Options for a conditional or annotated write. */
+export interface PutOptions {
+  /** User metadata to store with the object. */
+  metadata?: Record<string, string>;
+  /** `"*"`: fail with ConflictError if the key exists. */
+  ifNoneMatch?: "*";
+  /** Fail with ConflictError unless the current ETag equals this. */
+  ifMatch?: string;
+  /** For the file backend: the mtime to set (Litestream sets it to the LTX header timestamp). */
+  mtime?: Date;
+}
+
+/** A backend: local directory or S3-compatible bucket. */
+export interface ObjectStore {
+  /** `file` keeps Litestream's `ltx/<level>/` layout; `s3` its `<level %04x>/` layout. */
+  readonly kind: "file" | "s3";
+  /** The store root for messages: `s3://bucket/prefix` or `/abs/dir`. Never contains credentials. */
+  readonly displayUrl: string;
+  /** Lists objects whose key starts with `prefix`, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Reads a whole object. NotFoundError if absent. */
+  get(key: string): Promise<Uint8Array>;
+  /** Streams an object. NotFoundError if absent. */
+  getStream(key: string): Promise<ReadableStream<Uint8Array>>;
+  /** HEAD: metadata and size, or null if absent. */
+  head(key: string): Promise<ObjectHead | null>;
+  /** Writes an object atomically (readers see the old object or the whole new one). Returns the ETag. */
+  put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag?: string }>;
+  /** Deletes keys; missing keys are not an error. */
+  delete(keys: string[]): Promise<void>;
+  /** Releases connections. */
+  close(): void;
+}

@@ -1,0 +1,109 @@
+/**
+ * Durable local file helpers: every file walrust writes goes through a temp file, fsync, rename and a
+ * directory fsync, so a crash leaves either the old file or the complete new one — never half of it.
+ *
+ * @module
+ */
+
+import { localIoError } from "../errors.ts";
+
+/** fsyncs a directory so that a rename or unlink inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let f: Deno.FsFile | undefined;
+  try {
+    f = await Deno.open(dir, { read: true });
+    await f.sync();
+  } catch (err) {
+    // Some file systems refuse fsync on directories (EINVAL); the rename itself has happened.
+    if ((err as { code?: string }).code !== "EINVAL") throw localIoError(err, dir, "sync directory");
+  } finally {
+    f?.close();
+  }
+}
+
+/** The directory part of a path (`.` for a bare file name). */
+export function dirOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  if (i < 0) return ".";
+  if (i === 0) return "/";
+  return path.slice(0, i);
+}
+
+/** The last path component. */
+export function baseOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? path : path.slice(i + 1);
+}
+
+/** A temp-file name beside `path`, unique to this process and call, hidden and ending in `.tmp`. */
+export function tempPathFor(path: string): string {
+  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16).padStart(8, "0");
+  return `${dirOf(path)}/.${baseOf(path)}.${Deno.pid}-${rand}.tmp`;
+}
+
+/**
+ * Writes `data` (bytes, or chunks from an async iterable) to `path` atomically: temp file, fsync, rename,
+ * directory fsync. On any failure the temp file is removed and the old `path` (if any) is untouched.
+ * Errors are mapped to typed local I/O errors naming `path` (disk full, read-only, permission).
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | AsyncIterable<Uint8Array>,
+  options?: { mode?: number; mtime?: Date },
+): Promise<void> {
+  const tmp = tempPathFor(path);
+  let f: Deno.FsFile | undefined;
+  try {
+    f = await Deno.open(tmp, { write: true, createNew: true, mode: options?.mode ?? 0o644 });
+    if (data instanceof Uint8Array) {
+      await writeAll(f, data);
+    } else {
+      for await (const chunk of data) await writeAll(f, chunk);
+    }
+    await f.sync();
+    f.close();
+    f = undefined;
+    if (options?.mtime) await Deno.utime(tmp, options.mtime, options.mtime);
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    try {
+      f?.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw localIoError(err, path, "write");
+  }
+  await fsyncDir(dirOf(path));
+}
+
+/** Writes every byte of `data` to `f` (Deno's `write` may write fewer bytes than asked). */
+export async function writeAll(
+  f: { write(p: Uint8Array): Promise<number> },
+  data: Uint8Array,
+): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await f.write(data.subarray(off));
+}
+
+/** Reads exactly `length` bytes at `offset`, or fewer only at end of file. */
+export async function readAt(f: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(length);
+  await f.seek(offset, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < length) {
+    const n = await f.read(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+/** Whether a path exists (any kind of file). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
