@@ -1,0 +1,272 @@
+/**
+ * Side-by-side replication benchmark: walrust `watch` vs Litestream v0.3.13 `replicate`, same workload, same run.
+ *
+ * For each tool: create N WAL databases, start the replicator (file replica), write R tx/s to each database for
+ * D seconds from a separate process, sample the replicator's RSS and CPU from /proc every 500 ms, sample replication
+ * lag every ~2 s (restore one database, lag = restore start − newest restored row's commit time), then stop the
+ * writer, let the replicator catch up, stop it, restore every database and count missing rows.
+ *
+ * Usage: deno run -A bench/replication_compare.ts [--dbs 1] [--rate 50] [--duration 30] [--tools walrust,litestream]
+ * Writes bench/results/replication_<dbs>x<rate>.json and prints a table.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { parseArgs } from "node:util";
+
+const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const LITESTREAM = `${ROOT}/.tools/node_modules/@flydotio/litestream-linux-x64/litestream`;
+const PERMS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run", "--allow-sys"];
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    dbs: { type: "string", default: "1" },
+    rate: { type: "string", default: "50" },
+    duration: { type: "string", default: "30" },
+    tools: { type: "string", default: "walrust,litestream" },
+    out: { type: "string" },
+  },
+});
+const N = Number(values.dbs);
+const R = Number(values.rate);
+const D = Number(values.duration);
+const tools = values.tools!.split(",") as ("walrust" | "litestream")[];
+
+interface ToolResult {
+  tool: string;
+  peakRssMB: number;
+  meanRssMB: number;
+  cpuSeconds: number;
+  lagSamples: number;
+  lagP50: number;
+  lagP95: number;
+  lagP99: number;
+  lagMax: number;
+  rowsWritten: number;
+  rowsMissing: number;
+  restoreFailures: number;
+}
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function procStats(pid: number): { rssKB: number; cpuTicks: number } | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 (1-based) of /proc/pid/stat; index 11 and 12 after the comm field.
+    return { rssKB: rss, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return null;
+  }
+}
+
+async function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  const o = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+  return { code: o.code, stderr: new TextDecoder().decode(o.stderr) };
+}
+
+function createDb(path: string) {
+  const db = new DatabaseSync(path);
+  db.exec("PRAGMA journal_mode=WAL");
+  db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, payload TEXT NOT NULL)");
+  db.close();
+}
+
+async function restoreOne(tool: string, dir: string, i: number, out: string): Promise<boolean> {
+  await Deno.remove(out).catch(() => {});
+  const r = tool === "walrust"
+    ? await run(Deno.execPath(), [
+      "run",
+      "--quiet",
+      "--config",
+      `${ROOT}/deno.json`,
+      ...PERMS,
+      `${ROOT}/main.ts`,
+      "restore",
+      `db${i}`,
+      "-o",
+      out,
+      "-b",
+      `${dir}/replica`,
+      "--no-integrity-check",
+    ])
+    : await run(LITESTREAM, ["restore", "-config", `${dir}/litestream.yml`, "-o", out, `${dir}/db${i}.db`]);
+  return r.code === 0;
+}
+
+function readRows(path: string): { count: number; maxTs: number } {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT count(*) AS c, coalesce(max(ts), 0) AS m FROM t").get() as {
+      c: number;
+      m: number;
+    };
+    return { count: row.c, maxTs: row.m };
+  } finally {
+    db.close();
+  }
+}
+
+async function benchTool(tool: "walrust" | "litestream"): Promise<ToolResult> {
+  const dir = await Deno.makeTempDir({ prefix: `bench-${tool}-` });
+  const paths = Array.from({ length: N }, (_, i) => `${dir}/db${i}.db`);
+  for (const p of paths) createDb(p);
+  let proc: Deno.ChildProcess;
+  if (tool === "walrust") {
+    proc = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--config",
+        `${ROOT}/deno.json`,
+        ...PERMS,
+        `${ROOT}/main.ts`,
+        "watch",
+        ...paths,
+        "-b",
+        `${dir}/replica`,
+        "--no-metrics",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  } else {
+    const yml = "dbs:\n" +
+      paths.map((p, i) =>
+        `  - path: ${p}\n    replicas:\n      - type: file\n        path: ${dir}/ls-replica/db${i}\n        sync-interval: 1s\n`
+      ).join("");
+    await Deno.writeTextFile(`${dir}/litestream.yml`, yml);
+    proc = new Deno.Command(LITESTREAM, {
+      args: ["replicate", "-config", `${dir}/litestream.yml`],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  }
+  const stderrChunks: string[] = [];
+  (async () => {
+    for await (const c of proc.stderr.pipeThrough(new TextDecoderStream())) stderrChunks.push(c);
+  })();
+  await new Promise((r) => setTimeout(r, 2000)); // start-up and initial snapshots
+  const base = procStats(proc.pid);
+  const writer = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}/bench/support/load_writer.ts`,
+      "--rate",
+      String(R),
+      "--duration",
+      String(D),
+      "--out",
+      `${dir}/counts.json`,
+      ...paths,
+    ],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const rss: number[] = [];
+  let writerDone = false;
+  const writerStatus = writer.status.then((s) => {
+    writerDone = true;
+    return s;
+  });
+  const lags: number[] = [];
+  const sampler = setInterval(() => {
+    const s = procStats(proc.pid);
+    if (s) rss.push(s.rssKB / 1024);
+  }, 500);
+  let next = 0;
+  let restoreFailures = 0;
+  await new Promise((r) => setTimeout(r, 3000));
+  while (!writerDone) {
+    const i = next++ % N;
+    const t0 = Date.now();
+    const out = `${dir}/lag-${i}.db`;
+    if (await restoreOne(tool, dir, i, out)) {
+      const { maxTs } = readRows(out);
+      if (maxTs > 0 && !writerDone) lags.push((t0 - maxTs) / 1000);
+    } else restoreFailures++;
+    await new Promise((r) => setTimeout(r, 1500));
+  }
+  await writerStatus;
+  await new Promise((r) => setTimeout(r, 3000)); // let the replicator ship the tail
+  clearInterval(sampler);
+  const end = procStats(proc.pid);
+  proc.kill("SIGTERM");
+  await proc.status;
+  const counts = JSON.parse(await Deno.readTextFile(`${dir}/counts.json`)) as Record<string, number>;
+  let written = 0;
+  let missing = 0;
+  for (let i = 0; i < N; i++) {
+    const want = counts[paths[i]];
+    written += want;
+    const out = `${dir}/final-${i}.db`;
+    if (!(await restoreOne(tool, dir, i, out))) {
+      restoreFailures++;
+      missing += want;
+      continue;
+    }
+    missing += Math.max(0, want - readRows(out).count);
+  }
+  const ticks = 100; // USER_HZ
+  const result: ToolResult = {
+    tool,
+    peakRssMB: Math.max(...rss),
+    meanRssMB: rss.reduce((a, b) => a + b, 0) / rss.length,
+    cpuSeconds: base && end ? (end.cpuTicks - base.cpuTicks) / ticks : NaN,
+    lagSamples: lags.length,
+    lagP50: percentile(lags, 50),
+    lagP95: percentile(lags, 95),
+    lagP99: percentile(lags, 99),
+    lagMax: Math.max(...lags),
+    rowsWritten: written,
+    rowsMissing: missing,
+    restoreFailures,
+  };
+  if (restoreFailures > 0) console.error(`${tool} stderr tail:\n${stderrChunks.join("").slice(-2000)}`);
+  await Deno.remove(dir, { recursive: true });
+  return result;
+}
+
+const results: ToolResult[] = [];
+for (const t of tools) results.push(await benchTool(t));
+const w = results.find((r) => r.tool === "walrust");
+const l = results.find((r) => r.tool === "litestream");
+const ratios = w && l
+  ? { rss: w.peakRssMB / l.peakRssMB, cpu: w.cpuSeconds / l.cpuSeconds, lagP99: w.lagP99 / l.lagP99 }
+  : null;
+const report = {
+  workload: { dbs: N, txPerSecondPerDb: R, durationSeconds: D },
+  results,
+  ratios,
+  at: new Date(),
+};
+await Deno.mkdir(`${ROOT}/bench/results`, { recursive: true });
+const out = values.out ?? `${ROOT}/bench/results/replication_${N}x${R}.json`;
+await Deno.writeTextFile(out, JSON.stringify(report, null, 2));
+console.log(`workload: ${N} db × ${R} tx/s × ${D} s`);
+console.log("tool        peakRSS MB  meanRSS MB  CPU s   lag p50  p95    p99    max    written  missing");
+for (const r of results) {
+  console.log(
+    `${r.tool.padEnd(11)} ${r.peakRssMB.toFixed(1).padStart(10)} ${r.meanRssMB.toFixed(1).padStart(11)} ${
+      r.cpuSeconds.toFixed(2).padStart(6)
+    } ${r.lagP50.toFixed(2).padStart(7)} ${r.lagP95.toFixed(2).padStart(6)} ${
+      r.lagP99.toFixed(2).padStart(6)
+    } ${r.lagMax.toFixed(2).padStart(6)} ${String(r.rowsWritten).padStart(8)} ${
+      String(r.rowsMissing).padStart(8)
+    }`,
+  );
+}
+if (ratios) {
+  console.log(
+    `walrust/litestream: RSS ${ratios.rss.toFixed(2)}×  CPU ${ratios.cpu.toFixed(2)}×  lag p99 ${
+      ratios.lagP99.toFixed(2)
+    }×`,
+  );
+}
+console.log(`wrote ${out}`);
