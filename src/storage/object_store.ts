@@ -39,14 +39,20 @@ export interface PutOptions {
   mtime?: Date;
 }
 
+/** Options for {@link ObjectStore.list}. */
+export interface ListOptions {
+  /** Only keys strictly greater than this (S3 `StartAfter`); used to resume an interrupted listing. */
+  startAfter?: string;
+}
+
 /** A backend: local directory or S3-compatible bucket. */
 export interface ObjectStore {
   /** `file` keeps Litestream's `ltx/<level>/` layout; `s3` its `<level %04x>/` layout. */
   readonly kind: "file" | "s3";
   /** The store root for messages: `s3://bucket/prefix` or `/abs/dir`. Never contains credentials. */
   readonly displayUrl: string;
-  /** Lists objects whose key starts with `prefix`, in key order. */
-  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Lists objects whose key starts with `prefix`, in key order (byte order of the UTF-8 key). */
+  list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo>;
   /** Reads a whole object. NotFoundError if absent. */
   get(key: string): Promise<Uint8Array>;
   /** Streams an object. NotFoundError if absent. */
@@ -59,4 +65,9 @@ export interface ObjectStore {
   delete(keys: string[]): Promise<void>;
   /** Releases connections. */
   close(): void;
+  /**
+   * Local backends only: the file-system path of `key` (validated, inside the root). Used by `lease.ts` to
+   * take an OS file lock; wrappers such as `RetryingObjectStore` forward it.
+   */
+  localPath?(key: string): string;
 }

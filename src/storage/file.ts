@@ -1,0 +1,292 @@
+/**
+ * {@link ObjectStore} over a local directory (Litestream's `file` replica type).
+ *
+ * Keys map to paths below the root. Every key is validated before a path is built (only
+ * `[A-Za-z0-9._-]` segments separated by single `/`, no `.`/`..` segments, nothing absolute), and listings
+ * skip names that would not be valid keys and never follow symlinks, so nothing outside the root is ever
+ * touched. Writes are atomic (temp file, fsync, rename, directory fsync); `ifNoneMatch: "*"` is exclusive
+ * (hard link of the complete temp file, which fails if the name exists). `ifMatch` compares a synthetic
+ * ETag (mtime, size, inode) just before the rename: good enough for one host, not a cross-host guarantee.
+ *
+ * A missing root reads as empty. On write the root is created if its parent exists; a missing parent is a
+ * {@link BucketNotFoundError} (a mistyped path should not silently create a tree somewhere).
+ *
+ * @module
+ */
+
+import {
+  BucketNotFoundError,
+  ConflictError,
+  LocalIoError,
+  localIoError,
+  NotFoundError,
+  UsageError,
+} from "../errors.ts";
+import { dirOf, fsyncDir, tempPathFor, writeAll, writeFileAtomic } from "../util/fs.ts";
+import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
+
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+
+/** Whether `key` is a valid object key for the file backend (see the module doc). */
+export function isValidFileKey(key: string): boolean {
+  if (key === "" || key.length > 1024) return false;
+  for (const seg of key.split("/")) {
+    if (!SEGMENT_RE.test(seg) || seg === "." || seg === "..") return false;
+  }
+  return true;
+}
+
+/** Temp files of `writeFileAtomic` (`.<name>.<pid>-<rand>.tmp`) and Litestream's `<name>.tmp`. */
+function isTempName(name: string): boolean {
+  return name.endsWith(".tmp");
+}
+
+function etagOf(st: Deno.FileInfo): string {
+  const mtime = st.mtime?.getTime() ?? 0;
+  return `"${mtime.toString(16)}-${st.size.toString(16)}-${(st.ino ?? 0).toString(16)}"`;
+}
+
+/** Resolves a possibly relative directory against the working directory, without touching the disk. */
+export function absolutePath(path: string): string {
+  const joined = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const out: string[] = [];
+  for (const seg of joined.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") out.pop();
+    else out.push(seg);
+  }
+  return "/" + out.join("/");
+}
+
+/** A local directory as an object store. */
+export class FileObjectStore implements ObjectStore {
+  /** Always `file`. */
+  readonly kind = "file" as const;
+  /** The absolute root directory. */
+  readonly root: string;
+  /** Same as {@link root}: a directory path is its own display form. */
+  readonly displayUrl: string;
+
+  /** Creates a store rooted at `root` (relative paths are resolved against the working directory now). */
+  constructor(root: string) {
+    this.root = absolutePath(root);
+    this.displayUrl = this.root;
+  }
+
+  /** The path of a validated key; {@link UsageError} for a key that could escape the root. */
+  localPath(key: string): string {
+    if (!isValidFileKey(key)) {
+      throw new UsageError(
+        `invalid object key ${
+          JSON.stringify(key)
+        } for ${this.root}: only [A-Za-z0-9._-] segments separated by '/'`,
+      );
+    }
+    return this.root === "/" ? `/${key}` : `${this.root}/${key}`;
+  }
+
+  /** Lists files under the root whose key starts with `prefix`, in key order, without following symlinks. */
+  async *list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo> {
+    const cut = prefix.lastIndexOf("/");
+    const dirKey = cut < 0 ? "" : prefix.slice(0, cut);
+    if (dirKey !== "" && !isValidFileKey(dirKey)) return; // no such directory can exist below the root
+    yield* this.#walk(dirKey, prefix, options?.startAfter);
+  }
+
+  async *#walk(dirKey: string, prefix: string, startAfter: string | undefined): AsyncGenerator<ObjectInfo> {
+    const dirPath = dirKey === "" ? this.root : this.localPath(dirKey);
+    const entries: { name: string; sortKey: string; dir: boolean }[] = [];
+    try {
+      for await (const e of Deno.readDir(dirPath)) {
+        if (e.isSymlink || !SEGMENT_RE.test(e.name) || e.name === "." || e.name === "..") continue;
+        if (e.isDirectory) entries.push({ name: e.name, sortKey: e.name + "/", dir: true });
+        else if (e.isFile && !isTempName(e.name)) entries.push({ name: e.name, sortKey: e.name, dir: false });
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
+      throw localIoError(err, dirPath, "list");
+    }
+    // Sorting directories as "name/" makes a depth-first walk produce exact key (byte) order.
+    entries.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const e of entries) {
+      const key = dirKey === "" ? e.name : `${dirKey}/${e.name}`;
+      if (e.dir) {
+        const k = key + "/";
+        if (k.startsWith(prefix) || prefix.startsWith(k)) yield* this.#walk(key, prefix, startAfter);
+        continue;
+      }
+      if (!key.startsWith(prefix)) continue;
+      if (startAfter !== undefined && key <= startAfter) continue;
+      let st: Deno.FileInfo;
+      try {
+        st = await Deno.lstat(this.localPath(key));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue; // deleted while listing
+        throw localIoError(err, this.localPath(key), "stat");
+      }
+      if (!st.isFile) continue;
+      yield { key, size: st.size, lastModified: st.mtime ?? new Date(0), etag: etagOf(st) };
+    }
+  }
+
+  /** Reads a whole file; {@link NotFoundError} if absent. */
+  async get(key: string): Promise<Uint8Array> {
+    const path = this.localPath(key);
+    try {
+      return await Deno.readFile(path);
+    } catch (err) {
+      throw this.#readError(err, key, path);
+    }
+  }
+
+  /** Streams a file; {@link NotFoundError} if absent. The stream closes the file when done or cancelled. */
+  async getStream(key: string): Promise<ReadableStream<Uint8Array>> {
+    const path = this.localPath(key);
+    try {
+      const f = await Deno.open(path, { read: true });
+      return f.readable;
+    } catch (err) {
+      throw this.#readError(err, key, path);
+    }
+  }
+
+  /** Size, mtime and synthetic ETag; null if absent. File objects have no user metadata. */
+  async head(key: string): Promise<ObjectHead | null> {
+    const path = this.localPath(key);
+    try {
+      const st = await Deno.stat(path);
+      if (!st.isFile) return null;
+      return { key, size: st.size, lastModified: st.mtime ?? new Date(0), etag: etagOf(st), metadata: {} };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return null;
+      throw localIoError(err, path, "stat");
+    }
+  }
+
+  /**
+   * Writes a file atomically, creating directories below the root. `mtime` sets the modification time
+   * (Litestream: the LTX header timestamp). Metadata is ignored: a directory has nowhere to keep it.
+   */
+  async put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag?: string }> {
+    const path = this.localPath(key);
+    try {
+      await this.#putOnce(key, path, body, options);
+    } catch (err) {
+      if (!(err instanceof NotFoundError) || options?.ifMatch !== undefined) throw err;
+      // The directory is missing: create it (checking the root's parent) and try once more.
+      await this.#ensureDir(dirOf(path));
+      await this.#putOnce(key, path, body, options);
+    }
+    const st = await Deno.stat(path).catch(() => null);
+    return { etag: st ? etagOf(st) : undefined };
+  }
+
+  async #putOnce(key: string, path: string, body: Uint8Array, options?: PutOptions): Promise<void> {
+    if (options?.ifMatch !== undefined) {
+      const cur = await this.head(key);
+      if (!cur) {
+        throw new NotFoundError(`conditional write of ${this.root}/${key}: the object does not exist`);
+      }
+      if (cur.etag !== options.ifMatch) {
+        throw new ConflictError(
+          `conditional write of ${this.root}/${key} failed: it was changed by someone else (ETag differs)`,
+        );
+      }
+    }
+    if (options?.ifNoneMatch === "*") {
+      await this.#createExclusive(key, path, body, options.mtime);
+      return;
+    }
+    await writeFileAtomic(path, body, { mtime: options?.mtime });
+  }
+
+  /** Writes a complete temp file, then hard-links it to `path`, which fails atomically if `path` exists. */
+  async #createExclusive(key: string, path: string, body: Uint8Array, mtime?: Date): Promise<void> {
+    const tmp = tempPathFor(path);
+    let f: Deno.FsFile | undefined;
+    try {
+      f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
+      await writeAll(f, body);
+      await f.sync();
+      f.close();
+      f = undefined;
+      if (mtime) await Deno.utime(tmp, mtime, mtime);
+      await Deno.link(tmp, path);
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) {
+        throw new ConflictError(`${this.root}/${key} already exists (created by another writer)`);
+      }
+      throw localIoError(err, path, "write");
+    } finally {
+      try {
+        f?.close();
+      } catch { /* already closed */ }
+      await Deno.remove(tmp).catch(() => {});
+    }
+    await fsyncDir(dirOf(path));
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    try {
+      await Deno.stat(this.root);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw localIoError(err, this.root, "stat");
+      const parent = dirOf(this.root);
+      try {
+        const st = await Deno.stat(parent);
+        if (!st.isDirectory) throw new Deno.errors.NotFound(parent);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+          throw new BucketNotFoundError(
+            `replica directory ${this.root} cannot be created: its parent ${parent} does not exist; ` +
+              `create it or fix the replica path`,
+          );
+        }
+        throw localIoError(e, parent, "stat");
+      }
+    }
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) return;
+      const mapped = localIoError(err, dir, "create directory");
+      if (mapped instanceof NotFoundError) {
+        throw new LocalIoError(`create directory ${dir}: a path component is missing or not a directory`, {
+          cause: err,
+        });
+      }
+      throw mapped;
+    }
+  }
+
+  /** Removes files; absent ones are ignored. Directories are fsynced so the deletions survive a crash. */
+  async delete(keys: string[]): Promise<void> {
+    const dirs = new Set<string>();
+    for (const key of keys) {
+      const path = this.localPath(key);
+      try {
+        await Deno.remove(path);
+        dirs.add(dirOf(path));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) continue;
+        throw localIoError(err, path, "delete");
+      }
+    }
+    for (const d of dirs) await fsyncDir(d);
+  }
+
+  /** Nothing to release. */
+  close(): void {}
+
+  #readError(err: unknown, key: string, path: string): unknown {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+      return new NotFoundError(`object ${key} not found in ${this.root}`, { cause: err });
+    }
+    if (err instanceof Deno.errors.IsADirectory) {
+      return new NotFoundError(`object ${key} not found in ${this.root} (${path} is a directory)`, {
+        cause: err,
+      });
+    }
+    return localIoError(err, path, "read");
+  }
+}

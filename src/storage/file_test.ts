@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { BucketNotFoundError, ConflictError, LocalIoError, NotFoundError, UsageError } from "../errors.ts";
+import { absolutePath, FileObjectStore, isValidFileKey } from "./file.ts";
+import type { ObjectInfo } from "./object_store.ts";
+
+const enc = new TextEncoder();
+
+async function withStore(fn: (store: FileObjectStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-file-store-" });
+  try {
+    await fn(new FileObjectStore(`${dir}/replica`), dir);
+  } finally {
+    await Deno.chmod(dir, 0o755).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function collect(it: AsyncIterable<ObjectInfo>): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of it) keys.push(o.key);
+  return keys;
+}
+
+Deno.test("file store: put/get/head/getStream round trip with mtime and nested directories", async () => {
+  await withStore(async (store, dir) => {
+    const mtime = new Date(1_700_000_000_123);
+    const { etag } = await store.put("app/ltx/0/a.ltx", enc.encode("hello"), { mtime });
+    assert.ok(etag);
+    assert.deepEqual(await store.get("app/ltx/0/a.ltx"), enc.encode("hello"));
+    const st = await Deno.stat(`${dir}/replica/app/ltx/0/a.ltx`);
+    assert.equal(st.mtime?.getTime(), mtime.getTime());
+    const head = await store.head("app/ltx/0/a.ltx");
+    assert.equal(head?.size, 5);
+    assert.equal(head?.lastModified.getTime(), mtime.getTime());
+    assert.equal(head?.etag, etag);
+    const chunks: Uint8Array[] = [];
+    for await (const c of await store.getStream("app/ltx/0/a.ltx")) chunks.push(c);
+    assert.equal(new TextDecoder().decode(chunks[0]), "hello");
+    assert.equal(store.displayUrl, `${dir}/replica`);
+  });
+});
+
+Deno.test("file store: a missing root reads as empty; missing keys are NotFoundError/null", async () => {
+  await withStore(async (store) => {
+    assert.deepEqual(await collect(store.list("")), []);
+    assert.equal(await store.head("x/y"), null);
+    await assert.rejects(store.get("x/y"), NotFoundError);
+    await assert.rejects(store.getStream("x/y"), NotFoundError);
+    await store.delete(["x/y"]); // absent keys are not an error
+  });
+});
+
+Deno.test("file store: the root's parent must exist (BucketNotFoundError), the root itself is created", async () => {
+  await withStore(async (_store, dir) => {
+    const deep = new FileObjectStore(`${dir}/missing-parent/replica`);
+    await assert.rejects(deep.put("a/b", enc.encode("x")), (e: Error) => {
+      assert.ok(e instanceof BucketNotFoundError);
+      assert.match(e.message, /missing-parent does not exist/);
+      return true;
+    });
+    assert.equal(await Deno.stat(`${dir}/missing-parent`).catch(() => null), null);
+    const ok = new FileObjectStore(`${dir}/new-root`);
+    await ok.put("a/b", enc.encode("x"));
+    assert.deepEqual(await ok.get("a/b"), enc.encode("x"));
+  });
+});
+
+Deno.test("file store: listing is recursive, in exact key (byte) order, filtered by prefix and startAfter", async () => {
+  await withStore(async (store) => {
+    const keys = ["a/1", "a/2", "a.x", "a-b/1", "a/0", "b", "a/sub/z", "ab"];
+    for (const k of keys) await store.put(k, enc.encode(k));
+    const sorted = [...keys].sort();
+    assert.deepEqual(await collect(store.list("")), sorted);
+    assert.deepEqual(await collect(store.list("a/")), ["a/0", "a/1", "a/2", "a/sub/z"]);
+    assert.deepEqual(await collect(store.list("a")), sorted.filter((k) => k.startsWith("a")));
+    assert.deepEqual(await collect(store.list("a/s")), ["a/sub/z"]);
+    assert.deepEqual(await collect(store.list("", { startAfter: "a/1" })), sorted.filter((k) => k > "a/1"));
+    assert.deepEqual(await collect(store.list("zzz/")), []);
+  });
+});
+
+Deno.test("file store: property: listing order equals sorted keys for random key sets", async () => {
+  const seg = fc.stringMatching(/^[a-c.\-_0-9]{1,3}$/).filter((s) =>
+    s !== "." && s !== ".." && !s.endsWith(".tmp")
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uniqueArray(fc.array(seg, { minLength: 1, maxLength: 3 }), { maxLength: 12 }),
+      async (paths) => {
+        await withStore(async (store) => {
+          const written: string[] = [];
+          for (const p of paths) {
+            const key = p.join("/");
+            try {
+              await store.put(key, enc.encode(key));
+              written.push(key);
+            } catch {
+              // A file where a directory is needed (or vice versa): not a valid key set; skip it.
+            }
+          }
+          const listed = await collect(store.list(""));
+          const existing: string[] = [];
+          for (const k of written) if (await store.head(k)) existing.push(k);
+          assert.deepEqual(listed, [...new Set(existing)].sort());
+        });
+      },
+    ),
+    { numRuns: 25 },
+  );
+});
+
+Deno.test("file store: keys are validated before any path is built", async () => {
+  await withStore(async (store, dir) => {
+    for (const bad of ["", "/abs", "a/../../etc/passwd", "..", "a//b", "a/./b", "a\0b", "a b", "a/", "ü"]) {
+      assert.equal(isValidFileKey(bad), false, bad);
+      await assert.rejects(store.put(bad, enc.encode("x")), UsageError, bad);
+      await assert.rejects(store.get(bad), UsageError, bad);
+      await assert.rejects(store.head(bad), UsageError, bad);
+      await assert.rejects(store.delete([bad]), UsageError, bad);
+    }
+    assert.equal(await Deno.stat(`${dir}/etc`).catch(() => null), null);
+    assert.ok(isValidFileKey("app/ltx/9/0000000000000001-0000000000000005.ltx"));
+  });
+});
+
+Deno.test("file store: listing skips temp files, invalid names and symlinks (never leaves the root)", async () => {
+  await withStore(async (store, dir) => {
+    await store.put("db/ltx/0/a.ltx", enc.encode("a"));
+    const root = `${dir}/replica`;
+    await Deno.writeTextFile(`${root}/db/ltx/0/.a.ltx.123-abc.tmp`, "partial");
+    await Deno.writeTextFile(`${root}/db/ltx/0/b.ltx.tmp`, "partial");
+    await Deno.writeTextFile(`${root}/db/ltx/0/has space`, "x");
+    await Deno.mkdir(`${dir}/outside`);
+    await Deno.writeTextFile(`${dir}/outside/secret`, "x");
+    await Deno.symlink(`${dir}/outside`, `${root}/db/link`);
+    await Deno.symlink(`${dir}/outside/secret`, `${root}/db/filelink`);
+    assert.deepEqual(await collect(store.list("")), ["db/ltx/0/a.ltx"]);
+  });
+});
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+Deno.test("file store: writes are atomic: a failed rename leaves the old state and no temp file", async () => {
+  await withStore(async (store, dir) => {
+    const root = `${dir}/replica`;
+    // A non-empty directory where the file should go makes the final rename fail after the temp file exists.
+    await store.put("k/v/inner", enc.encode("old"));
+    await assert.rejects(store.put("k/v", enc.encode("new")));
+    assert.deepEqual(await names(`${root}/k`), ["v"]);
+    assert.deepEqual(await store.get("k/v/inner"), enc.encode("old"));
+    await store.put("k/w", enc.encode("1"));
+    await store.put("k/w", enc.encode("22"));
+    assert.deepEqual(await store.get("k/w"), enc.encode("22"));
+    assert.deepEqual(await names(`${root}/k`), ["v", "w"]);
+  });
+});
+
+Deno.test({
+  name: "file store: permission denied is a LocalIoError naming the path" +
+    (Deno.uid() === 0 ? " (ignored: running as root, which bypasses directory permissions)" : ""),
+  ignore: Deno.uid() === 0,
+  fn: async () => {
+    await withStore(async (store, dir) => {
+      await store.put("k/v", enc.encode("old"));
+      const root = `${dir}/replica`;
+      await Deno.chmod(`${root}/k`, 0o500);
+      try {
+        await assert.rejects(store.put("k/v", enc.encode("new")), (e: Error) => {
+          assert.ok(e instanceof LocalIoError);
+          assert.match(e.message, /k\/v: permission denied/);
+          return true;
+        });
+      } finally {
+        await Deno.chmod(`${root}/k`, 0o755);
+      }
+      assert.deepEqual(await store.get("k/v"), enc.encode("old"));
+      assert.deepEqual(await names(`${root}/k`), ["v"]);
+    });
+  },
+});
+
+Deno.test("file store: ifNoneMatch is exclusive, ifMatch compares the ETag", async () => {
+  await withStore(async (store) => {
+    const first = await store.put("lease", enc.encode("one"), { ifNoneMatch: "*" });
+    await assert.rejects(store.put("lease", enc.encode("two"), { ifNoneMatch: "*" }), ConflictError);
+    assert.deepEqual(await store.get("lease"), enc.encode("one"));
+    await assert.rejects(store.put("lease", enc.encode("x"), { ifMatch: '"nope"' }), ConflictError);
+    const second = await store.put("lease", enc.encode("three"), { ifMatch: first.etag });
+    assert.notEqual(second.etag, first.etag);
+    await assert.rejects(store.put("absent", enc.encode("x"), { ifMatch: first.etag }), NotFoundError);
+    // Concurrent exclusive creates: exactly one wins.
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => store.put("race/x", enc.encode(String(i)), { ifNoneMatch: "*" })),
+    );
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    assert.ok(results.every((r) => r.status === "fulfilled" || r.reason instanceof ConflictError));
+  });
+});
+
+Deno.test("file store: delete removes files and ignores absent ones", async () => {
+  await withStore(async (store) => {
+    await store.put("a/1", enc.encode("1"));
+    await store.put("a/2", enc.encode("2"));
+    await store.delete(["a/1", "a/3"]);
+    assert.deepEqual(await collect(store.list("")), ["a/2"]);
+  });
+});
+
+Deno.test("file store: relative roots are resolved once against the working directory", () => {
+  assert.equal(absolutePath("/a/b/../c/./d/"), "/a/c/d");
+  assert.equal(absolutePath("x/y"), `${Deno.cwd()}/x/y`.replace(/\/+/g, "/"));
+  assert.equal(new FileObjectStore("/").localPath("a/b"), "/a/b");
+});
