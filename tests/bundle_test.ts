@@ -83,6 +83,33 @@ Deno.test("bundle: runs from another directory with only the product permissions
   }
 });
 
+Deno.test("bundle: runs the main job (walrust demo) with only the product permissions", async () => {
+  const js = await bundle();
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await run(
+      Deno.execPath(),
+      [
+        "run",
+        "--quiet",
+        "--no-config",
+        ...PRODUCT_PERMISSIONS,
+        js,
+        "demo",
+        "--dir",
+        dir,
+        "--transactions",
+        "60",
+      ],
+      { cwd: dir },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /match: source and restored databases are identical/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 const denort = Deno.env.get("DENORT_BIN");
 Deno.test({
   name: denort

@@ -1,5 +1,5 @@
 /**
- * Logical state of a SQLite database for tests: a content digest that is equal for two databases exactly when
+ * Logical state of a SQLite database (used by `walrust demo` and the tests): a content digest that is equal for two databases exactly when
  * their schema and rows are equal (independent of page layout, VACUUM, checkpoints and rowids of tables without
  * an INTEGER PRIMARY KEY), an integrity check, and row counts per table.
  *

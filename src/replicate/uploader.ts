@@ -1,0 +1,311 @@
+/**
+ * The uploader of one database: ships the files of the local queue to the replica, L0 files strictly in TXID
+ * order (each must start right after the last one shipped), then snapshots whose TXID is covered. It runs as
+ * its own async loop, so a slow or unreachable replica never blocks the WAL reading loop: the queue grows on
+ * disk and drains in order when the replica is back.
+ *
+ * Failures: the store underneath retries transient errors (full-jitter backoff, circuit breaker); what
+ * still fails here is retried by this loop with its own backoff (1 s doubling to 30 s). Authentication and
+ * missing-bucket errors are logged once per change of message and retried slowly (60 s): the queue is kept,
+ * and replication resumes by itself once the credentials or the bucket are fixed.
+ *
+ * Before a file is shipped it is decoded and verified (`verifyLtx`): a file damaged on the local disk is never
+ * uploaded. A damaged file, or a gap in the queue, is handed to the replication loop (`onProblem`), which
+ * rebuilds the queue from the last shipped TXID with a full L0 file; the uploader waits for that.
+ *
+ * @module
+ */
+
+import { AuthError, BucketNotFoundError, errorClassOf, messageOf } from "../errors.ts";
+import { verifyLtx } from "../ltx/decoder.ts";
+import type { EventBus } from "../observe/events.ts";
+import type { Logger } from "../observe/log.ts";
+import type { ReplicaClient } from "../storage/replica_client.ts";
+import type { LocalQueue, QueuedFile } from "./queue.ts";
+
+/** Tuning of the upload loop (defaults in parentheses). */
+export interface UploaderOptions {
+  /** How often an idle uploader looks at the queue even without a notification, ms (1000). */
+  idleMs: number;
+  /** First retry delay after a failed pass, ms (1000). */
+  minBackoffMs: number;
+  /** Largest retry delay after failed passes, ms (30 000). */
+  maxBackoffMs: number;
+  /** Retry delay after an authentication or missing-bucket error, ms (60 000). */
+  authBackoffMs: number;
+  /** Tries the store makes per request (for `upload_failed.attempts`). */
+  attempts: number;
+}
+
+/** Defaults of {@link UploaderOptions}. */
+export const UPLOADER_DEFAULTS: UploaderOptions = {
+  idleMs: 1000,
+  minBackoffMs: 1000,
+  maxBackoffMs: 30_000,
+  authBackoffMs: 60_000,
+  attempts: 5,
+};
+
+/** What the uploader cannot fix alone: a gap in the queue or a damaged local file. */
+export type UploadProblem = { kind: "gap"; expected: number; found: QueuedFile } | {
+  kind: "corrupt";
+  file: QueuedFile;
+  error: string;
+};
+
+/** Wiring of an {@link Uploader}. */
+export interface UploaderDeps {
+  /** The local queue (shared with the replication loop). */
+  queue: LocalQueue;
+  /** Where files go. */
+  client: ReplicaClient;
+  /** Event bus. */
+  bus: EventBus;
+  /** Database name (events, logs). */
+  db: string;
+  /** Logger of this database. */
+  log: Logger;
+  /** Called before each pass that has something to ship (e.g. re-checks the lease); may throw. */
+  beforeUpload?: () => Promise<void>;
+  /** Called when the queue needs rebuilding; the uploader pauses until {@link Uploader.resume}. */
+  onProblem?: (p: UploadProblem) => void;
+}
+
+/** The upload loop of one database. */
+export class Uploader {
+  /** Highest TXID known to be on the replica (L0 chain contiguous up to here). */
+  replicatedTxid = 0;
+  /** Last successful upload (ms since epoch). */
+  lastUploadAt: number | null = null;
+  /** Last failure (cleared by a success). */
+  lastError: { message: string; errorClass: ReturnType<typeof errorClassOf>; at: number } | null = null;
+
+  readonly #d: UploaderDeps;
+  readonly #o: UploaderOptions;
+  #running = false;
+  #paused = false;
+  #loop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #backoffMs = 0;
+  #lastLogged = "";
+  #consecutiveFailures = 0;
+
+  /** An uploader; call {@link start} to run the loop, or {@link pass} for one-shot use. */
+  constructor(deps: UploaderDeps, opts: Partial<UploaderOptions> = {}) {
+    this.#d = deps;
+    this.#o = { ...UPLOADER_DEFAULTS, ...opts };
+  }
+
+  /** Whether the loop is paused waiting for the queue to be rebuilt. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Files and bytes not yet on the replica, and when the oldest pending L0 was read (ms, or null). */
+  pending(): { files: number; bytes: number; oldest: number | null } {
+    return this.#d.queue.pending(this.replicatedTxid);
+  }
+
+  /** Starts the loop. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Wakes the loop (a new file was queued). Does not cut a failure backoff short. */
+  notify(): void {
+    if (this.#backoffMs === 0) this.#wake?.();
+  }
+
+  /** Resumes after the replication loop rebuilt the queue. */
+  resume(): void {
+    this.#paused = false;
+    this.#backoffMs = 0;
+    this.#wake?.();
+  }
+
+  /**
+   * Waits until nothing is pending or `timeoutMs` passed; a failure backoff in progress is cut short so the
+   * last files get a try. Returns whether the queue is empty.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    this.#backoffMs = 0;
+    this.#wake?.();
+    while (this.pending().files > 0 && Date.now() < deadline && this.#running && !this.#paused) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+      if (this.#backoffMs > 0 && this.#consecutiveFailures > 0) {
+        this.#backoffMs = 0;
+        this.#wake?.();
+      }
+    }
+    return this.pending().files === 0;
+  }
+
+  /** Stops the loop; an upload in flight is abandoned (it is repeated, idempotently, on the next start). */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#wake?.();
+    // Do not wait for an in-flight request to a hung server: give it a moment, then let it go.
+    await Promise.race([this.#loop, new Promise((r) => setTimeout(r, 200))]);
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      let delay = this.#o.idleMs;
+      if (!this.#paused) {
+        try {
+          await this.pass();
+          this.#backoffMs = 0;
+          this.#consecutiveFailures = 0;
+        } catch (err) {
+          delay = this.#failed(err);
+        }
+      }
+      if (!this.#running) break;
+      if (this.#backoffMs === 0 && !this.#paused && this.pending().files > 0 && this.#canProgress()) continue;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, delay);
+        function done() {
+          clearTimeout(t);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** Whether a pass right now could ship something (the next L0 is there, or a covered snapshot). */
+  #canProgress(): boolean {
+    const next = this.#d.queue.files(0).find((f) => f.maxTXID > this.replicatedTxid);
+    if (next && next.minTXID === this.replicatedTxid + 1) return true;
+    return this.#d.queue.files(9).some((f) => f.maxTXID <= this.replicatedTxid);
+  }
+
+  #failed(err: unknown): number {
+    const message = messageOf(err);
+    const errorClass = errorClassOf(err);
+    this.lastError = { message, errorClass, at: Date.now() };
+    this.#consecutiveFailures++;
+    const { bus, db, log } = this.#d;
+    const slow = err instanceof AuthError || err instanceof BucketNotFoundError;
+    if (err instanceof AuthError) {
+      if (message !== this.#lastLogged) {
+        log.error("replica rejected the credentials; files stay queued until this is fixed", {
+          error: message,
+        });
+        bus.emit({ type: "auth_failure", db, error: message });
+      }
+    } else if (message !== this.#lastLogged) {
+      log.warn("upload failed; files stay queued and will be retried", { error: message, class: errorClass });
+    }
+    this.#lastLogged = message;
+    bus.emit({
+      type: "upload_failed",
+      db,
+      error: message,
+      errorClass,
+      attempts: slow ? 1 : this.#o.attempts,
+    });
+    this.#backoffMs = slow ? this.#o.authBackoffMs : Math.min(
+      this.#o.maxBackoffMs,
+      this.#o.minBackoffMs * 2 ** Math.min(this.#consecutiveFailures - 1, 20),
+    );
+    return this.#backoffMs;
+  }
+
+  /**
+   * One pass: ships every L0 file that continues the chain, then every snapshot the chain covers, deleting
+   * local files no longer needed. Throws the first failure (files stay queued). Returns files shipped.
+   */
+  async pass(): Promise<number> {
+    const { queue } = this.#d;
+    let shipped = 0;
+    await this.#cleanup();
+    const l0 = queue.files(0).filter((f) => f.maxTXID > this.replicatedTxid);
+    const l9 = () => queue.files(9).filter((f) => f.maxTXID <= this.replicatedTxid);
+    if (l0.length === 0 && l9().length === 0) return 0;
+    await this.#d.beforeUpload?.();
+    for (const f of l0) {
+      if (!this.#running && this.#loop !== null) break;
+      if (this.#paused) return shipped;
+      if (f.minTXID !== this.replicatedTxid + 1) {
+        this.#problem({ kind: "gap", expected: this.replicatedTxid + 1, found: f });
+        return shipped;
+      }
+      if (!(await this.#ship(f))) return shipped;
+      this.replicatedTxid = f.maxTXID;
+      shipped++;
+      await this.#cleanup();
+    }
+    for (const f of l9()) {
+      if (!(await this.#ship(f))) return shipped;
+      await queue.remove(f);
+      shipped++;
+    }
+    return shipped;
+  }
+
+  /** Uploads one file after verifying it; false when the file is damaged (reported, uploader paused). */
+  async #ship(f: QueuedFile): Promise<boolean> {
+    const { queue, client, bus, db } = this.#d;
+    const bytes = await queue.read(f);
+    let timestamp: number;
+    try {
+      const { header } = await verifyLtx(bytes, f.path);
+      if (header.minTXID !== f.minTXID || header.maxTXID !== f.maxTXID) {
+        throw new Error(
+          `header says TXIDs ${header.minTXID}-${header.maxTXID}, the file name says otherwise`,
+        );
+      }
+      timestamp = header.timestamp;
+    } catch (err) {
+      this.#problem({ kind: "corrupt", file: f, error: messageOf(err) });
+      return false;
+    }
+    const t0 = performance.now();
+    await client.writeLtxFile(f.level, f.minTXID, f.maxTXID, bytes, { timestamp });
+    const seconds = (performance.now() - t0) / 1000;
+    this.lastUploadAt = Date.now();
+    this.lastError = null;
+    this.#lastLogged = "";
+    bus.emit({
+      type: "upload",
+      db,
+      level: f.level,
+      minTXID: f.minTXID,
+      maxTXID: f.maxTXID,
+      bytes: bytes.length,
+      seconds,
+      readAt: timestamp,
+    });
+    return true;
+  }
+
+  #problem(p: UploadProblem): void {
+    this.#paused = true;
+    const what = p.kind === "gap"
+      ? `queue has a gap: expected TXID ${p.expected}, found ${p.found.path}`
+      : `queued file ${p.file.path} is damaged (${p.error})`;
+    this.#d.log.error(`${what}; rebuilding the queue from TXID ${this.replicatedTxid} with a full snapshot`);
+    this.#d.bus.emit({ type: "error", db: this.#d.db, errorClass: "corruption", message: what });
+    this.#d.onProblem?.(p);
+  }
+
+  /**
+   * Deletes shipped L0 files, keeping the newest L0 (its header is the replication position after a
+   * restart). Local L0 files are not kept for compaction: compaction reads the replica's copies.
+   */
+  async #cleanup(): Promise<void> {
+    const { queue } = this.#d;
+    const newest = queue.newestL0();
+    for (const f of queue.files(0)) {
+      if (f.maxTXID > this.replicatedTxid) break;
+      if (newest && f.path === newest.path) continue;
+      await queue.remove(f);
+    }
+  }
+}
