@@ -5,7 +5,7 @@
  * `deno compile` downloads Deno's runtime (denort) for each target from Deno's release host; on a machine that
  * cannot reach it, set DENORT_BIN to a denort binary for the host target (only the host target can be built then).
  * The permissions baked in are the product's: read/write (database + queue + local replica), net (S3 endpoint and the
- * metrics server), env (AWS_* variables), run (`watch --exec`), sys (host name for the lease).
+ * metrics server), env (AWS_* variables), run (`watch --exec`), sys (the host name recorded in the lease; optional).
  *
  * Usage: deno run -A scripts/compile_all.ts [--target <triple>]...
  */

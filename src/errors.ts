@@ -239,10 +239,24 @@ export function localIoError(err: unknown, path: string, action: string): unknow
   if (err instanceof Deno.errors.NotFound || code === "ENOENT") {
     return new NotFoundError(`${action} ${path}: no such file or directory`, { cause: err });
   }
+  if (err instanceof Deno.errors.NotCapable) {
+    return new LocalIoError(
+      `${action} ${path}: Deno did not grant access; run with --allow-read/--allow-write covering this path`,
+      { cause: err },
+    );
+  }
   if (err instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
     return new LocalIoError(`${action} ${path}: permission denied; check the directory's owner and mode`, {
       cause: err,
     });
+  }
+  if (err instanceof Deno.errors.NotADirectory || code === "ENOTDIR") {
+    return new LocalIoError(
+      `${action} ${path}: a component of the path is a file, not a directory; fix the path`,
+      {
+        cause: err,
+      },
+    );
   }
   if (code === "EROFS" || /read-only file system/i.test(messageOf(err))) {
     return new LocalIoError(`${action} ${path}: read-only file system`, { cause: err });

@@ -197,3 +197,17 @@ Deno.test("startChild: a missing program is a usage error naming it", () => {
     (err: unknown) => err instanceof UsageError && /walrust-no-such-program-xyz.*not found/.test(err.message),
   );
 });
+
+Deno.test("startChild: a file that is not executable is a usage error saying so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/app.sh`, "#!/bin/sh\nexit 0\n", { mode: 0o644 });
+    assert.throws(
+      () => startChild(`${dir}/app.sh`),
+      (err: unknown) =>
+        err instanceof UsageError && /permission denied; make the file executable/.test(err.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
