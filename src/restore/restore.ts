@@ -180,6 +180,15 @@ class ReadAhead {
  * `readers` so that a failed restore can cancel every open download (a decoder that is never read again
  * would otherwise keep its connection or file handle).
  */
+/**
+ * A planned file was listed but is gone when opened: retention (`src/retention/`) deleted it in between
+ * because a compacted file now holds its TXIDs. {@link restoreDatabase} lists and plans again.
+ */
+class PlannedFileGoneError extends NotFoundError {}
+
+/** How many times a restore re-plans after planned files vanished (each time means retention ran). */
+const MAX_REPLANS = 3;
+
 async function* download(
   client: ReplicaClient,
   f: LtxFileInfo,
@@ -189,7 +198,13 @@ async function* download(
   readAhead: number,
 ): AsyncGenerator<Uint8Array> {
   if (signal?.aborted) throw new InterruptedError("restore interrupted");
-  const reader = (await client.openLtxFile(f.level, f.minTXID, f.maxTXID)).getReader();
+  let stream: ReadableStream<Uint8Array>;
+  try {
+    stream = await client.openLtxFile(f.level, f.minTXID, f.maxTXID);
+  } catch (err) {
+    throw err instanceof NotFoundError ? new PlannedFileGoneError(err.message, { cause: err }) : err;
+  }
+  const reader = stream.getReader();
   readers.add(reader);
   const ahead = new ReadAhead(reader, readAhead);
   try {
@@ -304,6 +319,21 @@ async function removeQuietly(path: string): Promise<void> {
  * failure case no output file is created or changed.
  */
 export async function restoreDatabase(client: ReplicaClient, opts: RestoreOptions): Promise<RestoreResult> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await restoreOnce(client, opts);
+    } catch (err) {
+      if (!(err instanceof PlannedFileGoneError) || attempt >= MAX_REPLANS) throw err;
+      (opts.logger ?? rootLog).info("a planned file was deleted meanwhile (retention); planning again", {
+        db: dbLabel(client),
+        error: err.message,
+      });
+    }
+  }
+}
+
+/** One attempt of {@link restoreDatabase}: list, plan, merge. */
+async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise<RestoreResult> {
   const { output, txid, timestamp, signal } = opts;
   const name = dbLabel(client);
   const logger = (opts.logger ?? rootLog).child({ db: name });
