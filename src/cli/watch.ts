@@ -20,6 +20,7 @@ import { startObserveServer } from "../observe/server.ts";
 import { startWebhooks } from "../observe/webhooks.ts";
 import { Supervisor, type SupervisorOptions } from "../replicate/supervisor.ts";
 import { type ChildHandle, parseCommand, startChild } from "../replicate/exec.ts";
+import { COMPACTION_HOOK_INTERVAL_MS, createCompactionHook } from "../retention/maintenance.ts";
 
 const HELP = `Usage: walrust watch <db>... -b <replica-url> [options]
        walrust watch --config walrust.toml
@@ -114,6 +115,8 @@ export async function runWatch(
       outcome = first;
     } else {
       log.info("watching", { databases: settings.databases.length });
+      // Level compaction and GFS retention of every database's replica (src/retention/).
+      sup.setCompactionHook(createCompactionHook(bus), COMPACTION_HOOK_INTERVAL_MS);
       opts.onStarted?.(sup);
       const waits: Promise<Outcome>[] = [signal, fatal];
       if (opts.exec) {
