@@ -1,10 +1,19 @@
 /**
- * Micro-benchmarks of the LTX codec building blocks (`deno bench -A bench/ltx_bench.ts`): per-page CRC,
- * LZ4 block compress/decompress (lz4-wasm and the TS decoder), xxh32, and whole-file encode/decode/compact
- * of 1 MiB snapshots. Throughput of a realistic 64 MB database is in `ltx_throughput.ts`.
+ * Micro-benchmarks of the LTX codec building blocks (`deno bench -A bench/ltx_bench.ts`): per-page CRC (page
+ * copied into the kernel, or already there), LZ4 block compress (lz4-wasm's JS API and its raw exports) and
+ * decompress (the strict kernel, lz4-wasm + strict pass, the TS decoder), xxh32, and whole-file
+ * encode/decode/compact of 1 MiB snapshots. Throughput of a realistic 64 MB database is in `ltx_throughput.ts`.
  */
-import { crc64, pageChecksum } from "../src/ltx/checksum.ts";
-import { compressBlock, decompressBlock, decompressBlockJs, xxh32 } from "../src/ltx/lz4.ts";
+import { Crc64, crc64, KERNEL_LAYOUT, pageChecksum } from "../src/ltx/checksum.ts";
+import {
+  compressBlock,
+  compressBlockInto,
+  decompressBlock,
+  decompressBlockJs,
+  decompressBlockLz4Wasm,
+  lz4BlockBound,
+  xxh32,
+} from "../src/ltx/lz4.ts";
 import { encodeLtxToBytes } from "../src/ltx/encoder.ts";
 import { LtxDecoder } from "../src/ltx/decoder.ts";
 import { compactLtx } from "../src/ltx/compactor.ts";
@@ -59,17 +68,28 @@ const incrementals = await Promise.all(
 Deno.bench("crc64 of a 4 KiB page", { group: "crc" }, () => {
   crc64(one);
 });
+const kernelCrc = new Crc64();
+Deno.bench("CRC of a 4 KiB page already in kernel memory (updateKernel)", { group: "crc" }, () => {
+  kernelCrc.updateKernel(KERNEL_LAYOUT.output, PS);
+});
 Deno.bench("pageChecksum of a 4 KiB page", { group: "crc" }, () => {
   pageChecksum(7, one);
 });
 Deno.bench("xxh32 of a 4 KiB page", { group: "crc" }, () => {
   xxh32(one);
 });
-Deno.bench("compressBlock 4 KiB (lz4-wasm)", { group: "lz4" }, () => {
+Deno.bench("compressBlock 4 KiB (lz4-wasm JS API)", { group: "lz4" }, () => {
   compressBlock(one);
 });
-Deno.bench("decompressBlock 4 KiB (lz4-wasm + strict check)", { group: "lz4", baseline: true }, () => {
+const into = new Uint8Array(lz4BlockBound(PS));
+Deno.bench("compressBlockInto 4 KiB (lz4-wasm raw exports)", { group: "lz4" }, () => {
+  compressBlockInto(one, into, 0);
+});
+Deno.bench("decompressBlock 4 KiB (strict LZ4 kernel)", { group: "lz4", baseline: true }, () => {
   decompressBlock(block, PS);
+});
+Deno.bench("decompressBlockLz4Wasm 4 KiB (lz4-wasm + strict pass)", { group: "lz4" }, () => {
+  decompressBlockLz4Wasm(block, PS);
 });
 Deno.bench("decompressBlockJs 4 KiB (TS decoder)", { group: "lz4" }, () => {
   decompressBlockJs(block, PS);

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { crc64 as hashWasmCrc64 } from "hash-wasm";
-import { Crc64, crc64, databaseChecksum, pageChecksum, sha256Hex } from "./checksum.ts";
+import {
+  Crc64,
+  crc64,
+  databaseChecksum,
+  instantiateKernel,
+  KERNEL_LAYOUT,
+  kernelBytes,
+  pageChecksum,
+  sha256Hex,
+} from "./checksum.ts";
 import { filled } from "./fixtures_test.ts";
 import { CHECKSUM_FLAG, lockPgno } from "./types.ts";
 
@@ -126,4 +135,44 @@ Deno.test("sha256Hex: FIPS 180-2 'abc' vector and empty input", () => {
     sha256Hex(new Uint8Array(0)),
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
   );
+});
+
+Deno.test("crc64: inputs longer than the kernel's buffer, and bytes hashed in kernel memory, equal hash-wasm", async () => {
+  const big = new Uint8Array(3 * KERNEL_LAYOUT.inputSize + 1001);
+  for (let i = 0; i < big.length; i++) big[i] = Math.imul(i, 2654435761) >>> 24;
+  assert.equal(crc64(big), await oracle(big));
+  assert.equal(crc64(big.subarray(3)), await oracle(big.subarray(3)));
+  await fc.assert(
+    fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 5000 }), async (a, b) => {
+      kernelBytes.set(b, KERNEL_LAYOUT.output);
+      const c = new Crc64().update(a).updateKernel(KERNEL_LAYOUT.output, b.length);
+      const all = new Uint8Array(a.length + b.length);
+      all.set(a);
+      all.set(b, a.length);
+      assert.equal(c.digest(), await oracle(all));
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("instantiateKernel: WAT-style text runs; unknown instructions and locals fail when assembling", () => {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const { sum } = instantiateKernel([{
+    name: "sum",
+    params: [["$p", "i32"], ["$n", "i32"]],
+    result: "i32",
+    locals: [["$s", "i32"]],
+    body: `block loop ;; sum of n bytes from p
+      local.get $n i32.eqz br_if 1
+      local.get $s local.get $p i32.load8_u i32.add local.set $s
+      local.get $p i32.const 1 i32.add local.set $p
+      local.get $n i32.const 1 i32.sub local.set $n
+      br 0 end end local.get $s`,
+  }], memory);
+  new Uint8Array(memory.buffer).set([1, 2, 3, 250], 100);
+  assert.equal(sum(100, 4), 256);
+  const bad = (body: string) => () =>
+    instantiateKernel([{ name: "f", params: [], locals: [["$x", "i32"]], body }], memory);
+  assert.throws(bad("i32.frobnicate"), /unknown instruction i32\.frobnicate/);
+  assert.throws(bad("local.get $y drop"), /unknown local \$y/);
 });

@@ -4,7 +4,9 @@
  * checksum over the *decompressed* pages. The header is written as given (walrust passes flags NoChecksum
  * with zero pre/post-apply checksums, as Litestream does); files with database checksums can be written too.
  *
- * Output is batched into chunks of up to ~1 MB before reaching the sink. The encoder enforces the rules of
+ * Output is batched into chunks of up to ~1 MB before reaching the sink; a block page is compressed straight
+ * into the chunk (`compressBlockInto`, no intermediate copy) and hashed by the CRC kernel of `checksum.ts`,
+ * so encoding costs little more than lz4-wasm's compression itself. The encoder enforces the rules of
  * Go ltx `Encoder.EncodePage`; breaking them is a caller bug and throws `RangeError` (exit code 1), not a
  * corruption error.
  *
@@ -12,7 +14,7 @@
  */
 
 import { Crc64, pageChecksum } from "./checksum.ts";
-import { compressBlock, LZ4_FRAME_MAGIC, xxh32 } from "./lz4.ts";
+import { compressBlock, compressBlockInto, LZ4_FRAME_MAGIC, lz4BlockBound, xxh32 } from "./lz4.ts";
 import {
   CHECKSUM_FLAG,
   encodeHeader,
@@ -69,6 +71,7 @@ export class LtxEncoder {
   #total = 0; // bytes encoded (handed over + buffered)
   #frame: boolean;
   #lock: number;
+  #bound: number; // LZ4 bound of a page: room a block may need
   #snapshot: boolean;
   #checksums: boolean;
   #dbsum = CHECKSUM_FLAG;
@@ -87,6 +90,7 @@ export class LtxEncoder {
     this.#chunkSize = Math.max(options.chunkSize ?? DEFAULT_CHUNK, 4096);
     this.#frame = options.pageEncoding === "frame";
     this.#lock = lockPgno(header.pageSize);
+    this.#bound = lz4BlockBound(header.pageSize);
     this.#snapshot = isSnapshot(header);
     this.#checksums = (header.flags & HEADER_FLAG_NO_CHECKSUM) === 0;
     this.#buf = new Uint8Array(Math.min(INITIAL_CHUNK, this.#chunkSize));
@@ -178,6 +182,13 @@ export class LtxEncoder {
       return Promise.reject(err); // a rejected page leaves the encoder usable
     }
     try {
+      const at = this.#len;
+      if (!this.#frame && at + PAGE_HEADER_SIZE + 4 + this.#bound <= this.#buf.length) {
+        // Common case: compress straight into the chunk, behind the page header and size field.
+        const n = compressBlockInto(data, this.#buf, at + PAGE_HEADER_SIZE + 4);
+        this.#commit(pgno, data, n, PAGE_HEADER_SIZE + 4 + n);
+        return RESOLVED;
+      }
       const payload = this.#frame ? encodeFramePayload(data) : compressBlock(data);
       const size = PAGE_HEADER_SIZE + (this.#frame ? 0 : 4) + payload.length;
       if (this.#len + size <= this.#buf.length) {
@@ -203,6 +214,15 @@ export class LtxEncoder {
 
   /** Writes one frame into the current chunk (room was ensured) and records it. */
   #put(pgno: number, data: Uint8Array, payload: Uint8Array, size: number): void {
+    this.#buf.set(payload, this.#len + PAGE_HEADER_SIZE + (this.#frame ? 0 : 4));
+    this.#commit(pgno, data, payload.length, size);
+  }
+
+  /**
+   * Completes the frame whose payload (`payloadLength` bytes) is already in the chunk behind room for its
+   * page header: writes the header (and size field), hashes, and records the frame of `size` bytes.
+   */
+  #commit(pgno: number, data: Uint8Array, payloadLength: number, size: number): void {
     const offset = this.#total;
     const extra = this.#frame ? 0 : 4;
     const b = this.#buf;
@@ -214,7 +234,7 @@ export class LtxEncoder {
     b[p + 4] = 0;
     b[p + 5] = this.#frame ? 0 : PAGE_FLAG_SIZE;
     if (!this.#frame) {
-      const n = payload.length;
+      const n = payloadLength;
       b[p + 6] = n >>> 24;
       b[p + 7] = n >>> 16;
       b[p + 8] = n >>> 8;
@@ -223,7 +243,6 @@ export class LtxEncoder {
     // File checksum: page header (+ size field), then the decompressed page; frame bytes are not hashed.
     this.#crc.update(b.subarray(p, p + PAGE_HEADER_SIZE + extra));
     this.#crc.update(data);
-    b.set(payload, p + PAGE_HEADER_SIZE + extra);
     this.#len += size;
     this.#total += size;
     if (this.#snapshot && this.#checksums) {

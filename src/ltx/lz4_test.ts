@@ -5,14 +5,19 @@ import { xxhash32 } from "hash-wasm";
 import { CorruptionError } from "../errors.ts";
 import {
   compressBlock,
+  compressBlockInto,
   decodeFrame,
   decodePageFrame,
   decompressBlock,
+  decompressBlockInKernel,
   decompressBlockJs,
+  decompressBlockLz4Wasm,
   lz4BlockBound,
+  lz4KernelDecode,
   strictBlockProblem,
   xxh32,
 } from "./lz4.ts";
+import { KERNEL_LAYOUT, kernelBytes } from "./checksum.ts";
 import { encodeFramePayload } from "./encoder.ts";
 import { concat, filled, frameAround, lz4jsBlock, lz4jsDecodeBlock, pageArb } from "./fixtures_test.ts";
 
@@ -312,4 +317,172 @@ Deno.test({
       assert.deepEqual(await lz4Cli(["-d", "-c", "-q"], encodeFramePayload(page)), page);
     }
   },
+});
+
+/** A decoder's verdict on a block: the output, or "error". */
+function verdict(decode: (b: Uint8Array, n: number) => Uint8Array, block: Uint8Array, size: number) {
+  try {
+    return decode(block, size);
+  } catch (err) {
+    assert.ok(err instanceof CorruptionError, `${decode.name}: ${err}`);
+    return "error";
+  }
+}
+
+Deno.test("LZ4 kernel: decodes every valid block (lz4-wasm and lz4js encoders, 512 B to 64 KiB pages)", () => {
+  for (const size of [512, PS]) {
+    fc.assert(
+      fc.property(pageArb(size), (page) => {
+        for (const block of [compressBlock(page), lz4jsBlock(page)]) {
+          if (block === null) continue;
+          assert.ok(lz4KernelDecode(block, size), "the kernel itself accepts it (no fallback)");
+          assert.deepEqual(kernelBytes.subarray(KERNEL_LAYOUT.output, KERNEL_LAYOUT.output + size), page);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  }
+  const big = 65536;
+  const text = new TextEncoder().encode("walrust kernel ".repeat(big / 15 + 1)).subarray(0, big);
+  for (const page of [new Uint8Array(big), text, crypto.getRandomValues(new Uint8Array(big))]) {
+    const block = compressBlock(page);
+    assert.ok(lz4KernelDecode(block, big));
+    const at = decompressBlockInKernel(block, big);
+    assert.deepEqual(kernelBytes.subarray(at, at + big), page);
+  }
+  assert.throws(() => decompressBlockInKernel(compressBlock(text), big + 1), RangeError);
+});
+
+Deno.test("LZ4 kernel: accepts exactly what the TS decoder accepts, with the same bytes; errors as lz4-wasm's", () => {
+  fc.assert(
+    fc.property(
+      pageArb(PS),
+      fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 }), fc.boolean()), { maxLength: 3 }),
+      // Mostly whole blocks of the right size, so the edits are what is being judged.
+      fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, { arbitrary: fc.nat(), weight: 1 }),
+      fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, {
+        arbitrary: fc.integer({ min: -2, max: 2 }),
+        weight: 1,
+      }),
+      (page, edits, cut, sizeDelta) => {
+        const whole = compressBlock(page);
+        let block = whole.slice();
+        for (const [at, v, flip] of edits) {
+          if (block.length > 0) {
+            block[at % block.length] = flip ? block[at % block.length] ^ (1 << (v & 7)) : v;
+          }
+        }
+        if (cut !== undefined) {
+          // The rest of the block stays in the kernel's input buffer: a decoder that read on past the
+          // end of a block cut after a match would find a valid tail there.
+          lz4KernelDecode(whole, PS);
+          block = block.subarray(0, cut % block.length);
+        }
+        const size = PS + sizeDelta;
+        const js = verdict(decompressBlockJs, block, size);
+        assert.equal(lz4KernelDecode(block, size), js !== "error", "kernel and TS decoder agree");
+        if (js !== "error") {
+          assert.deepEqual(kernelBytes.subarray(KERNEL_LAYOUT.output, KERNEL_LAYOUT.output + size), js);
+        }
+        // The public path (kernel, else lz4-wasm for the error) gives exactly lz4-wasm's verdict and message.
+        const wasmMessage = (() => {
+          try {
+            decompressBlockLz4Wasm(block, size, "k.ltx", 10);
+            return "ok";
+          } catch (err) {
+            return (err as Error).message;
+          }
+        })();
+        const publicMessage = (() => {
+          try {
+            decompressBlock(block, size, "k.ltx", 10);
+            return "ok";
+          } catch (err) {
+            return (err as Error).message;
+          }
+        })();
+        assert.equal(publicMessage, wasmMessage);
+        assert.deepEqual(verdict(decompressBlock, block, size), js);
+      },
+    ),
+    { numRuns: 600 },
+  );
+});
+
+Deno.test("compressBlockInto: the bytes of compressBlock at any offset, also after lz4-wasm's memory grew", () => {
+  const check = () =>
+    fc.assert(
+      fc.property(pageArb(PS), fc.nat({ max: 64 }), (page, at) => {
+        const dst = new Uint8Array(at + lz4BlockBound(PS)).fill(0xee);
+        const n = compressBlockInto(page, dst, at);
+        assert.deepEqual(dst.subarray(at, at + n), compressBlock(page));
+        assert.ok(dst.subarray(0, at).every((b) => b === 0xee), "nothing written before `at`");
+      }),
+      { numRuns: 60 },
+    );
+  check();
+  compressBlock(new Uint8Array(8 << 20)); // makes lz4-wasm grow its memory, detaching old views
+  check();
+  assert.throws(() => compressBlockInto(filled(PS, 1), new Uint8Array(lz4BlockBound(PS)), 1), RangeError);
+});
+
+Deno.test("LZ4 kernel: hostile literal and match lengths never write past the output's slack", () => {
+  const { output, outputSize } = KERNEL_LAYOUT;
+  const ext = (n: number) => [...new Array(Math.floor(n / 255)).fill(255), n % 255];
+  const long = 60000;
+  const blocks = [
+    // One literal run far longer than the page.
+    Uint8Array.from([0xf0, ...ext(long - 15), ...new Array(long).fill(7)]),
+    // A valid start, then a match far longer than the page.
+    Uint8Array.from([0x1f, 9, 1, 0, ...ext(long), 0x10, 1]),
+  ];
+  for (const size of [512, PS]) {
+    for (const block of blocks) {
+      const end = output + outputSize + 16;
+      kernelBytes.fill(0x5a, output + size + 16, end);
+      assert.equal(lz4KernelDecode(block, size), false);
+      assert.ok(
+        kernelBytes.subarray(output + size + 16, end).every((b) => b === 0x5a),
+        "no write past slack",
+      );
+      assertCorruption(() => decompressBlock(block, size));
+    }
+  }
+});
+
+Deno.test("overlapping matches: every offset 1…70 with lengths 4…300 decode by definition in all decoders", () => {
+  const ext = (
+    n: number,
+  ) => (n < 15 ? [] : [...new Array(Math.floor((n - 15) / 255)).fill(255), (n - 15) % 255]);
+  for (let off = 1; off <= 70; off++) {
+    for (const ml of [4, 5, 7, 8, 9, 15, 16, 19, 31, 32, 33, off - 1, off, off + 1, 2 * off + 3, 100, 300]) {
+      if (ml < 4) continue;
+      // Literals: `off` distinct bytes; a match (offset off, length ml); then 5 final literals.
+      const lits = Array.from({ length: off }, (_, i) => (i * 37 + 11) & 0xff);
+      const block = Uint8Array.from([
+        (Math.min(off, 15) << 4) | Math.min(ml - 4, 15),
+        ...ext(off),
+        ...lits,
+        off & 0xff,
+        off >> 8,
+        ...ext(ml - 4),
+        0x50,
+        1,
+        2,
+        3,
+        4,
+        5,
+      ]);
+      const want = [...lits];
+      for (let i = 0; i < ml; i++) want.push(want[want.length - off]);
+      want.push(1, 2, 3, 4, 5);
+      const expected = Uint8Array.from(want);
+      const size = expected.length;
+      assert.deepEqual(lz4jsDecodeBlock(block, size), expected, `lz4js off ${off} ml ${ml}`);
+      assert.deepEqual(decompressBlockJs(block, size), expected, `TS off ${off} ml ${ml}`);
+      assert.ok(lz4KernelDecode(block, size), `kernel off ${off} ml ${ml}`);
+      assert.deepEqual(kernelBytes.subarray(KERNEL_LAYOUT.output, KERNEL_LAYOUT.output + size), expected);
+      assert.deepEqual(decompressBlockLz4Wasm(block, size), expected, `lz4-wasm off ${off} ml ${ml}`);
+    }
+  }
 });

@@ -33,12 +33,17 @@ import {
 import { compactLtx, compactToDatabase } from "../ltx/compactor.ts";
 import { decodeDatabaseTo, LtxDecoder } from "../ltx/decoder.ts";
 import type { ByteSink } from "../ltx/encoder.ts";
-import type { LtxHeader } from "../ltx/types.ts";
-import { formatLtxFilename } from "../ltx/types.ts";
+import { formatLtxFilename, type LtxHeader } from "../ltx/types.ts";
 import { describeV3, findV3Root, restoreV3 } from "../litestream/v3_restore.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
+import {
+  decodeSnapshotFast,
+  decodeSnapshotParallel,
+  FastPathDeclined,
+  PARALLEL_MIN_BYTES,
+} from "./parallel.ts";
 import { calcRestorePlan } from "./plan.ts";
 
 /** Options of {@link restoreDatabase}. */
@@ -65,6 +70,11 @@ export interface RestoreOptions {
   maxOpenFiles?: number;
   /** Logger (default: the process logger). */
   logger?: Logger;
+  /**
+   * Smallest single local snapshot decoded by two threads (default `PARALLEL_MIN_BYTES`, 48 MiB); for tests
+   * and benchmarks.
+   */
+  parallelMinBytes?: number;
 }
 
 /** What {@link restoreDatabase} did. */
@@ -175,12 +185,6 @@ class ReadAhead {
 }
 
 /**
- * Streams one replica object, counting bytes and honouring the abort signal. The download starts on the
- * first read and reads ahead up to `readAhead` bytes while the consumer decodes. Its reader is registered in
- * `readers` so that a failed restore can cancel every open download (a decoder that is never read again
- * would otherwise keep its connection or file handle).
- */
-/**
  * A planned file was listed but is gone when opened: retention (`src/retention/`) deleted it in between
  * because a compacted file now holds its TXIDs. {@link restoreDatabase} lists and plans again.
  */
@@ -189,15 +193,41 @@ class PlannedFileGoneError extends NotFoundError {}
 /** How many times a restore re-plans after planned files vanished (each time means retention ran). */
 const MAX_REPLANS = 3;
 
+/** Cancels one open download (a stream reader or a local file); registered while the download is open. */
+type Canceller = () => void;
+
+/**
+ * Size of each read of a local replica file. A few large reads instead of a byte stream's 64 KiB chunks:
+ * each chunk costs a promise, the stream machinery and a frame that straddles two chunks (copied), and a
+ * 256 MB snapshot is 4,000 of them.
+ */
+const LOCAL_READ = 2 << 20;
+
+/**
+ * Streams one replica object, counting bytes and honouring the abort signal. The download starts on the
+ * first read and reads ahead while the consumer decodes. Its canceller is registered in `open` so that a
+ * failed restore can cancel every open download (a decoder that is never read again would otherwise keep its
+ * connection or file handle).
+ *
+ * A store with local files (`localPath`: the directory backend, also through `RetryingObjectStore`) is read
+ * directly with large reads ({@link localDownload}); every other store through `openLtxFile`'s stream.
+ */
 async function* download(
   client: ReplicaClient,
   f: LtxFileInfo,
   onBytes: (n: number) => void,
   signal: AbortSignal | undefined,
-  readers: Set<ReadableStreamDefaultReader<Uint8Array>>,
+  open: Set<Canceller>,
   readAhead: number,
 ): AsyncGenerator<Uint8Array> {
   if (signal?.aborted) throw new InterruptedError("restore interrupted");
+  const localPath = client.store.localPath;
+  if (localPath !== undefined) {
+    // Buffers of half the read-ahead budget: three rotate, so a long plan's many open files stay bounded.
+    const bufSize = Math.min(LOCAL_READ, Math.max(64 << 10, readAhead >> 1), f.size + 1);
+    yield* localDownload(client, f, localPath.call(client.store, f.key), bufSize, onBytes, signal, open);
+    return;
+  }
   let stream: ReadableStream<Uint8Array>;
   try {
     stream = await client.openLtxFile(f.level, f.minTXID, f.maxTXID);
@@ -205,7 +235,8 @@ async function* download(
     throw err instanceof NotFoundError ? new PlannedFileGoneError(err.message, { cause: err }) : err;
   }
   const reader = stream.getReader();
-  readers.add(reader);
+  const cancel = () => void reader.cancel().catch(() => {});
+  open.add(cancel);
   const ahead = new ReadAhead(reader, readAhead);
   try {
     while (true) {
@@ -216,8 +247,74 @@ async function* download(
       yield chunk;
     }
   } finally {
-    readers.delete(reader);
+    open.delete(cancel);
     await ahead.stop();
+  }
+}
+
+/**
+ * Reads a local replica file in {@link LOCAL_READ} chunks, one read always in flight while the consumer
+ * decodes the previous chunk. Three buffers rotate: the decoder is done with a chunk once it asks for the
+ * next one (it copies what it keeps), so the buffer read two chunks ago is free again. Errors are those of
+ * the directory backend: a missing file is "not found" (retention deleted it: plan again), anything else a
+ * local I/O error naming the path.
+ */
+async function* localDownload(
+  client: ReplicaClient,
+  f: LtxFileInfo,
+  path: string,
+  bufSize: number,
+  onBytes: (n: number) => void,
+  signal: AbortSignal | undefined,
+  open: Set<Canceller>,
+): AsyncGenerator<Uint8Array> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    if (
+      err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory ||
+      err instanceof Deno.errors.IsADirectory
+    ) {
+      throw new PlannedFileGoneError(`object ${f.key} not found in ${client.store.displayUrl}`, {
+        cause: err,
+      });
+    }
+    throw localIoError(err, path, "read");
+  }
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      file.close();
+    } catch { /* already closed */ }
+  };
+  open.add(close);
+  const size = Math.max(1, bufSize);
+  const bufs = [new Uint8Array(size), new Uint8Array(size), new Uint8Array(size)];
+  let turn = 0;
+  // The result of a read, never a rejected promise: a read abandoned by a failed restore must not surface
+  // as an unhandled rejection.
+  const readInto = (buf: Uint8Array): Promise<{ n: number | null } | { err: unknown }> =>
+    file.read(buf).then((n) => ({ n }), (err) => ({ err }));
+  let pending = readInto(bufs[0]);
+  try {
+    while (true) {
+      const r = await pending;
+      if (signal?.aborted || closed) throw new InterruptedError("restore interrupted");
+      if ("err" in r) throw localIoError(r.err, path, "read");
+      if (r.n === null) return;
+      const chunk = bufs[turn].subarray(0, r.n);
+      turn = (turn + 1) % bufs.length;
+      pending = readInto(bufs[turn]);
+      onBytes(r.n);
+      yield chunk;
+    }
+  } finally {
+    open.delete(close);
+    await pending.catch(() => {});
+    close();
   }
 }
 
@@ -236,33 +333,75 @@ async function* localChunks(path: string): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** A ByteSink that writes behind: one write in flight while the caller prepares the next chunk. */
+/** A ByteSink that writes behind: writes run in order while the caller prepares the next chunks. */
 interface FileSink extends ByteSink {
-  /** Waits for the write in flight; throws the first write error. */
+  /** Waits for every queued write (and early sync); throws the first error. */
   flush(): Promise<void>;
 }
 
 /**
- * A {@link FileSink} on an open file, mapping I/O failures to typed errors naming `path`. Chunks are never
- * reused by their producers (the ByteSink contract), so they can be written after `write` returned.
+ * Most bytes queued behind the write in flight before `write` waits. A queue rather than one chunk in
+ * flight: a write's completion is only seen when the decoding thread returns to the event loop, so with a
+ * single chunk in flight the decoder stalls on every chunk whose write the (shared, busy) I/O thread has not
+ * finished yet.
  */
-function fileSink(f: Deno.FsFile, path: string): FileSink {
-  let pending: Promise<void> | null = null;
+const WRITE_QUEUE_BYTES = 16 << 20;
+
+/**
+ * Bytes written between two early `fdatasync` calls on the output. They only start the disk writing while
+ * pages are still being decoded (the final `fsync` stays the durability point): without them the whole
+ * database is still in the page cache when the restore ends and the final sync waits for all of it.
+ */
+const EARLY_SYNC_BYTES = 32 << 20;
+
+/**
+ * A {@link FileSink} on an open file, mapping I/O failures to typed errors naming `path`. Chunks are never
+ * reused by their producers (the ByteSink contract), so they can be written after `write` returned; they are
+ * written one at a time, in order. With `earlySync`, an `fdatasync` starts in the background after every
+ * {@link EARLY_SYNC_BYTES} (one at a time).
+ */
+function fileSink(f: Deno.FsFile, path: string, earlySync = false): FileSink {
+  let tail: Promise<void> = Promise.resolve();
+  let queued = 0;
+  let syncing: Promise<void> | null = null;
+  let unsynced = 0;
   let failure: unknown = null;
-  const settle = async () => {
-    if (pending) await pending;
-    pending = null;
+  const check = () => {
     if (failure !== null) throw failure;
   };
   return {
     async write(chunk: Uint8Array): Promise<void> {
-      await settle();
-      // The rejection is captured here, so a failure between two calls is never an unhandled rejection.
-      pending = writeAll(f, chunk).catch((err) => {
-        failure = localIoError(err, path, "write");
+      check();
+      if (queued > WRITE_QUEUE_BYTES) {
+        await tail;
+        check();
+      }
+      const n = chunk.byteLength;
+      queued += n;
+      // Every rejection is captured here, so a failure between two calls is never an unhandled rejection;
+      // after a failure the queued writes are skipped.
+      tail = tail.then(async () => {
+        if (failure === null) await writeAll(f, chunk);
+      }).catch((err) => {
+        failure ??= localIoError(err, path, "write");
+      }).finally(() => {
+        queued -= n;
+        unsynced += n;
+        if (earlySync && unsynced >= EARLY_SYNC_BYTES && syncing === null && failure === null) {
+          unsynced = 0;
+          syncing = f.syncData().catch((err) => {
+            failure ??= localIoError(err, path, "sync");
+          }).finally(() => {
+            syncing = null;
+          });
+        }
       });
     },
-    flush: settle,
+    async flush(): Promise<void> {
+      await tail;
+      if (syncing) await syncing;
+      check();
+    },
   };
 }
 
@@ -431,9 +570,9 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
   const tmp = tempPathFor(output);
   const scratch: string[] = [tmp, `${tmp}-wal`, `${tmp}-shm`, `${tmp}-journal`];
   let out: Deno.FsFile | undefined;
-  const readers = new Set<ReadableStreamDefaultReader<Uint8Array>>();
+  const open = new Set<Canceller>();
   const cancelAll = () => {
-    for (const r of readers) r.cancel().catch(() => {});
+    for (const cancel of open) cancel();
   };
   // A signal cancels the downloads at once, even one stalled in the middle of a read.
   signal?.addEventListener("abort", cancelAll, { once: true });
@@ -441,7 +580,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
     // Read-ahead per download: generous for a few files, bounded in total for many.
     const readAhead = Math.min(4 << 20, Math.max(256 << 10, Math.floor((32 << 20) / plan.length)));
     const decoderFor = (f: LtxFileInfo) =>
-      new LtxDecoder(download(client, f, onBytes, signal, readers, readAhead), f.key);
+      new LtxDecoder(download(client, f, onBytes, signal, open, readAhead), f.key);
     const withHeaderCheck = async (pairs: [LtxDecoder, LtxFileInfo][]) => {
       // Reading the headers first opens every download at once and checks names before any page is merged.
       const hs = await Promise.all(pairs.map(([d]) => d.readHeader()));
@@ -478,23 +617,83 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
       }
     }
 
-    try {
-      out = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
-    } catch (err) {
-      throw localIoError(err, tmp, "create");
+    const createOutput = async (): Promise<Deno.FsFile> => {
+      try {
+        return await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
+      } catch (err) {
+        throw localIoError(err, tmp, "create");
+      }
+    };
+    out = await createOutput();
+    let sink = fileSink(out, tmp, true);
+    /** Discards what a fast path wrote: a new, empty output file and sink. */
+    const restart = async (): Promise<void> => {
+      await sink.flush().catch(() => {});
+      out?.close();
+      out = undefined;
+      await Deno.remove(tmp).catch(() => {});
+      out = await createOutput();
+      sink = fileSink(out, tmp, true);
+      done = 0;
+    };
+    let header: LtxHeader | null = null;
+    const single = merged.length === 0 && plan.length === 1 && plan[0].minTXID === 1 ? plan[0] : null;
+    const localPath = client.store.localPath;
+    if (
+      single && localPath && single.size >= (opts.parallelMinBytes ?? PARALLEL_MIN_BYTES) && !signal?.aborted
+    ) {
+      // Two threads for a large local snapshot. Purely an optimisation: whatever goes wrong except an
+      // abort (a rule broken, a worker that cannot start, a read error), the paths below decide instead.
+      try {
+        header = await decodeSnapshotParallel({
+          ltxPath: localPath.call(client.store, single.key),
+          name: single.key,
+          outPath: tmp,
+          checkHeader: (h) => checkHeaderMatchesName(h, single),
+          sink,
+          signal,
+          onBytes,
+        });
+        await sink.flush();
+      } catch (err) {
+        if (signal?.aborted) throw new InterruptedError("restore interrupted");
+        logger.debug("parallel snapshot decode declined", { error: messageOf(err) });
+        header = null;
+        await restart();
+      }
     }
-    const sink = fileSink(out, tmp);
-    let inputs: LtxDecoder[];
-    if (merged.length > 0) {
-      const [first] = await withHeaderCheck([[decoderFor(plan[0]), plan[0]]]);
-      inputs = [first, ...merged.map((m) => new LtxDecoder(localChunks(m.path), m.name))];
-    } else {
-      inputs = await withHeaderCheck(plan.map((f) => [decoderFor(f), f]));
+    if (header === null && single) {
+      try {
+        header = await decodeSnapshotFast(
+          download(client, single, onBytes, signal, open, readAhead),
+          single.key,
+          (h) => checkHeaderMatchesName(h, single),
+          sink,
+        );
+        await sink.flush();
+      } catch (err) {
+        if (!(err instanceof FastPathDeclined || err instanceof CorruptionError) || signal?.aborted) {
+          throw err;
+        }
+        // Start over with the full decoder, which reports the problem (or, should the fast path ever be
+        // stricter than it, restores the file after all).
+        logger.debug("fast snapshot decode declined; using the full decoder", { error: messageOf(err) });
+        await restart();
+      }
     }
-    const header = inputs.length === 1
-      ? await decodeDatabaseTo(inputs[0], sink)
-      : await compactToDatabase(inputs, sink);
-    await sink.flush();
+    if (header === null) {
+      let inputs: LtxDecoder[];
+      if (merged.length > 0) {
+        const [first] = await withHeaderCheck([[decoderFor(plan[0]), plan[0]]]);
+        inputs = [first, ...merged.map((m) => new LtxDecoder(localChunks(m.path), m.name))];
+      } else {
+        inputs = await withHeaderCheck(plan.map((f) => [decoderFor(f), f]));
+      }
+      header = inputs.length === 1
+        ? await decodeDatabaseTo(inputs[0], sink)
+        : await compactToDatabase(inputs, sink);
+      await sink.flush();
+    }
     try {
       await out.sync();
     } catch (err) {

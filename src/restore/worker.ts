@@ -1,0 +1,59 @@
+/**
+ * The decode Worker of `parallel.ts`: decodes one run of frames of a local snapshot LTX file
+ * ({@link WorkerRequest}) with `decodeSegment`, writes its pages into the output file at their own offset
+ * through its own file handle, and answers with the frames read, the run's CRC-64 and byte count
+ * ({@link WorkerReply}). Any failure is an answer, never an exception: the restore then decodes the file
+ * again with the full decoder.
+ *
+ * @module
+ */
+
+import { Crc64 } from "../ltx/checksum.ts";
+import { writeAll } from "../util/fs.ts";
+import { ChunkReader, decodeSegment, readRange, type WorkerReply, type WorkerRequest } from "./parallel.ts";
+
+/** The worker's global scope (typed here: the project compiles with the window library). */
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(message: WorkerReply): void;
+  close(): void;
+};
+
+/** Decodes the requested run; every failure becomes a `declined` answer. */
+async function handle(req: WorkerRequest): Promise<WorkerReply> {
+  let out: Deno.FsFile | undefined;
+  try {
+    out = await Deno.open(req.outPath, { write: true });
+    await out.seek((req.spec.first - 1) * req.spec.pageSize, Deno.SeekMode.Start);
+    const file = out;
+    // One write in flight while the next chunk decodes (chunks are fresh: the sink may keep them).
+    let pending: Promise<void> = Promise.resolve();
+    const sink = {
+      async write(chunk: Uint8Array): Promise<void> {
+        await pending;
+        pending = writeAll(file, chunk);
+        pending.catch(() => {}); // awaited (and thrown) by the next write or the end
+      },
+    };
+    const crc = new Crc64();
+    const r = new ChunkReader(readRange(req.ltxPath, req.start, req.end), req.start);
+    try {
+      const result = await decodeSegment(r, req.spec, crc, sink);
+      await pending;
+      return { ok: true, result, crc: crc.digest(), consumed: r.offset };
+    } finally {
+      await pending.catch(() => {});
+      await r.close();
+    }
+  } catch (err) {
+    return { ok: false, declined: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+  } finally {
+    try {
+      out?.close();
+    } catch { /* already closed */ }
+  }
+}
+
+scope.onmessage = (e: MessageEvent<WorkerRequest>) => {
+  void handle(e.data).then((reply) => scope.postMessage(reply));
+};
