@@ -12,7 +12,7 @@ import {
 } from "../src/errors.ts";
 import { FileObjectStore } from "../src/storage/file.ts";
 import type { ObjectStore } from "../src/storage/object_store.ts";
-import { openObjectStore } from "../src/storage/open.ts";
+import { LazyS3ObjectStore, openObjectStore } from "../src/storage/open.ts";
 import { listDatabases, ReplicaClient } from "../src/storage/replica_client.ts";
 import { RetryingObjectStore } from "../src/storage/retry.ts";
 import { S3ObjectStore, type S3StoreOptions, sha256Hex } from "../src/storage/s3.ts";
@@ -218,7 +218,8 @@ Deno.test("s3 backend against s3rver", async (t) => {
         secretAccessKey: server.secretAccessKey,
       });
       stores.push(s3);
-      assert.ok(s3 instanceof S3ObjectStore);
+      // The S3 backend is loaded on first use (open.ts), behind a wrapper with the same identity.
+      assert.ok(s3 instanceof LazyS3ObjectStore);
       assert.equal(s3.displayUrl, "s3://walrust-e2e/opened");
       await s3.put("k", enc.encode("v"));
       assert.deepEqual(await keys(open(), "opened/"), ["opened/k"]);

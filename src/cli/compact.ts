@@ -21,9 +21,10 @@ import {
 } from "../retention/compact.ts";
 import { enforceRetention, listForRetention, type RetentionResult } from "../retention/maintenance.ts";
 import { L0_RETENTION_MS } from "../retention/plan.ts";
+import type { ObjectStore } from "../storage/object_store.ts";
 import { openObjectStore } from "../storage/open.ts";
 import { type LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
-import { formatBytes } from "../util/progress.ts";
+import { formatBytes, Progress } from "../util/progress.ts";
 
 const OPTIONS = {
   ...REPLICA_OPTIONS,
@@ -72,6 +73,32 @@ ${REPLICA_HELP}
 
 Exit codes: 0 ok, 2 usage, 4 credentials rejected, 5 replica unreachable, 7 corrupt file met while
 compacting, 10 no backup of <name> in the replica.`;
+
+/** A client that reports every byte it streams: compaction reads its sources through `openLtxFile`. */
+class CountingClient extends ReplicaClient {
+  readonly #onBytes: (n: number) => void;
+
+  constructor(store: ObjectStore, dbName: string, onBytes: (n: number) => void) {
+    super(store, dbName);
+    this.#onBytes = onBytes;
+  }
+
+  override async openLtxFile(
+    level: number,
+    minTXID: number,
+    maxTXID: number,
+  ): Promise<ReadableStream<Uint8Array>> {
+    const onBytes = this.#onBytes;
+    return (await super.openLtxFile(level, minTXID, maxTXID)).pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, ctl) {
+          onBytes(chunk.byteLength);
+          ctl.enqueue(chunk);
+        },
+      }),
+    );
+  }
+}
 
 interface CompactionLine {
   level: number;
@@ -238,7 +265,26 @@ export const compactCommand: Command = {
         compactions = sim.steps.map((s) => stepLine(client, s));
         result = await enforceRetention(client, { retention: policy, now, dryRun: true, files: sim.files });
       } else {
-        const done = await runCompaction(client, schedule, { now, force: true, db: settings.name });
+        // Progress (terminal only): bytes of the files being merged, against what the plan says it will read.
+        const progress = new Progress(io, { label: `compacting ${settings.name}` });
+        let merging = client;
+        if (progress.active) {
+          const plan = simulateCompaction(
+            listed,
+            schedule,
+            { now, force: true },
+            (level, min, max, createdAt, size) => ({ level, minTXID: min, maxTXID: max, createdAt, size }),
+          );
+          const total = plan.steps.reduce((n, st) => n + st.sources.reduce((m, f) => m + f.size, 0), 0);
+          let read = 0;
+          merging = new CountingClient(store, settings.name, (n) => progress.update(read += n, total));
+        }
+        let done;
+        try {
+          done = await runCompaction(merging, schedule, { now, force: true, db: settings.name });
+        } finally {
+          progress.finish();
+        }
         compactions = done.map((c) => ({
           level: c.level,
           key: c.output.key,

@@ -18,6 +18,7 @@ import { EventBus } from "../observe/events.ts";
 import { DbReplicator } from "../replicate/db.ts";
 import { openObjectStore } from "../storage/open.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
+import { Progress } from "../util/progress.ts";
 
 const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
 
@@ -33,6 +34,7 @@ own schedule (--snapshot-interval).
 ${REPLICA_HELP}
       --json               print the result as JSON
 
+Progress (bytes, rate, ETA) is shown on a terminal only.
 Exit codes: 0 done, 3 database missing/not WAL, 4 credentials rejected, 5 replica unreachable,
 11 the database is being replicated by another process.`;
 
@@ -50,9 +52,12 @@ export const snapshotCommand: Command = {
     const bus = new EventBus();
     const store = openObjectStore(settings.replica, { retry: settings.retry, bus, db: settings.name });
     const client = new ReplicaClient(store, settings.name);
+    // Reading and encoding the database is the long part; shown on a terminal only.
+    const progress = new Progress(io, { label: `snapshotting ${settings.name}` });
     const rep = new DbReplicator(settings, client, bus, {
       background: false,
       lockHint: "; the running watch takes snapshots on its own schedule",
+      onSnapshotProgress: progress.active ? (done, total) => progress.update(done, total) : undefined,
     });
     let bytes = 0;
     bus.subscribe((e) => {
@@ -61,6 +66,7 @@ export const snapshotCommand: Command = {
     try {
       await rep.start();
       const txid = await rep.snapshot();
+      progress.finish();
       await rep.upload();
       const result = { database: settings.name, replica: client.displayUrl, txid, bytes };
       if (values.json) {
@@ -74,6 +80,7 @@ export const snapshotCommand: Command = {
       }
       return 0;
     } finally {
+      progress.finish();
       await rep.stop({ flushTimeoutMs: 0, finalSync: false });
       store.close();
     }

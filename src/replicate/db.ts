@@ -40,7 +40,9 @@
  */
 
 import {
+  AuthError,
   ConflictError,
+  CorruptionError,
   DatabaseError,
   errorClassOf,
   InterruptedError,
@@ -51,7 +53,13 @@ import {
 import type { DatabaseSettings } from "../config/types.ts";
 import { verifyLtx } from "../ltx/decoder.ts";
 import { LtxEncoder } from "../ltx/encoder.ts";
-import { HEADER_FLAG_NO_CHECKSUM, type LtxHeader } from "../ltx/types.ts";
+import {
+  formatLtxFilename,
+  HEADER_FLAG_NO_CHECKSUM,
+  HEADER_SIZE,
+  type LtxHeader,
+  parseHeaderBytes,
+} from "../ltx/types.ts";
 import type { DbStatus, EventBus } from "../observe/events.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
 import { ReplicationConnection } from "../sqlite/connection.ts";
@@ -92,7 +100,17 @@ export interface DbReplicatorOptions {
   onFatal?: (err: WalrustError) => void;
   /** Bytes of WAL one L0 file covers at most (default 64 MiB, as Litestream). */
   maxWalBytesPerSync?: number;
+  /** Progress of a snapshot being written: database bytes encoded so far, and the database size. */
+  onSnapshotProgress?: (bytes: number, total: number) => void;
 }
+
+/**
+ * Encoder chunks of 64 KiB instead of the default 1 MiB: an L0 file of a sync is usually a few KiB, and the
+ * encoder allocates a fresh chunk at every flush, including the last one. With a hundred databases syncing
+ * every second, 1 MiB chunks were ~200 MiB/s of short-lived buffers that glibc kept in its heap (the largest
+ * share of walrust's RSS in bench/replication_compare.ts); a full copy now takes more, smaller writes.
+ */
+const ENCODER_OPTIONS = { chunkSize: 64 * 1024 } as const;
 
 /** Salts of a WAL generation; {@link EMPTY} stands for "no WAL / empty WAL". */
 interface Salts {
@@ -119,6 +137,20 @@ interface Epoch {
   /** The generation the loop last read to its end under this lock. */
   reachedEnd: Salts | null;
 }
+
+/** What a stat of the WAL says about its content (times in ms). */
+interface WalStat {
+  ino: number;
+  size: number;
+  mtime: number;
+  ctime: number;
+}
+
+/** The WAL must have been unmodified this long before a stat for an unchanged stat to mean "no new frames". */
+const WAL_QUIET_MS = 1000;
+
+/** Even when the WAL looks unchanged, it is read at least this often. */
+const WAL_RECHECK_MS = 60_000;
 
 /** Thrown inside a file build when the WAL was restarted while its pages were being read. */
 class WalChangedError extends Error {
@@ -187,6 +219,9 @@ export class DbReplicator {
   #lastSnapshotAt: number | null = null;
   #nextSnapshotAt = 0;
   #walBytes = 0;
+  #walReads = 0;
+  /** The WAL as of the last tick whose read reached its end (see {@link DbReplicator.#walUnchanged}). */
+  #walSeen: (WalStat & { at: number; cursor: Cursor | null; epoch: Epoch | null }) | null = null;
   #lastError: DbStatus["lastError"] = null;
   #lastErrorLogged = "";
   #queueWarnedAt = 0;
@@ -226,6 +261,11 @@ export class DbReplicator {
   /** Newest TXID written locally. */
   get txid(): number {
     return this.#txid;
+  }
+
+  /** How many background ticks read the WAL (the others found it unchanged by a stat); for tests. */
+  get walReads(): number {
+    return this.#walReads;
   }
 
   /** Newest TXID confirmed on the replica. */
@@ -282,6 +322,10 @@ export class DbReplicator {
       stopping();
     } catch (err) {
       await this.#release();
+      // Webhooks hear about rejected credentials even when they stop the process at start (exit 4).
+      if (err instanceof AuthError) {
+        this.#bus.emit({ type: "auth_failure", db: this.name, error: messageOf(err) });
+      }
       throw err;
     }
     this.#started = true;
@@ -326,6 +370,10 @@ export class DbReplicator {
     }
     await this.#uploader.stop();
     await this.#chain.catch(() => {});
+    // Everything held in memory goes to disk, including the newest L0: the position for the next start.
+    await this.#queue.persist(0).catch((err) =>
+      this.#log.error("cannot write the local queue to disk", { error: messageOf(err) })
+    );
     const pending = this.#queue.pending(this.#uploader.replicatedTxid).files;
     await this.#release();
     this.#stopped = true;
@@ -347,7 +395,9 @@ export class DbReplicator {
       clearTimeout(timer);
     }
     try {
-      this.#conn?.close();
+      // Leave the WAL in place: the next start resumes from the newest local L0's position instead of
+      // shipping a full copy (closing the last connection would checkpoint and delete the WAL).
+      this.#conn?.close({ keepWal: true });
     } catch { /* closing anyway */ }
     this.#conn = null;
     // Only after SQLite closed its connection: see DbFile (closing our descriptor drops SQLite's locks).
@@ -411,7 +461,10 @@ export class DbReplicator {
       this.#log.info("taking over the lease left by an earlier walrust process for this database", { key });
       await store.delete([key]);
       return true;
-    } catch {
+    } catch (err) {
+      // A replica that failed to answer (after the store's own retries) says nothing about whose lease it
+      // is: let the caller retry instead of reporting "held by another process" (exit 11) for our own lease.
+      if (err instanceof WalrustError && err.transient) throw err;
       return false;
     }
   }
@@ -480,7 +533,17 @@ export class DbReplicator {
     };
 
     this.#uploader.replicatedTxid = remoteMax;
-    if (!newest || !header) {
+    // Files shipped from memory never reach the local disk (queue.ts), so after a crash the replica's newest
+    // L0 file is usually the position: it is used when it matches this WAL, exactly as a local one would be.
+    const fromReplica = (!newest || !header || newest.maxTXID < remoteMax) && remoteMax > 0
+      ? await this.#positionFromReplica(remote, remoteMax)
+      : null;
+    if (fromReplica) {
+      for (const f of [...this.#queue.files(0), ...this.#queue.files(9)]) await this.#queue.remove(f);
+      this.#txid = remoteMax;
+      this.#cursor = fromReplica;
+      this.#log.info("continuing from the replica's newest file", { txid: remoteMax });
+    } else if (!newest || !header) {
       this.#txid = remoteMax;
       this.#cursor = null;
       this.#fullReason = remoteMax === 0
@@ -488,8 +551,8 @@ export class DbReplicator {
         : `no local state: continuing after the replica's TXID ${remoteMax} with a full snapshot`;
     } else if (newest.maxTXID < remoteMax) {
       await restart(
-        `the replica is ahead of the local queue (replica TXID ${remoteMax}, local ${newest.maxTXID}): ` +
-          `another process wrote to it; continuing after it with a full snapshot`,
+        `the replica is ahead of the local queue (replica TXID ${remoteMax}, local ${newest.maxTXID}) and ` +
+          `its newest file does not match the WAL; continuing after it with a full snapshot`,
       );
     } else {
       const pending = this.#queue.files(0).filter((f) => f.maxTXID > remoteMax);
@@ -517,6 +580,53 @@ export class DbReplicator {
   }
 
   /**
+   * The position recorded in the replica's L0 file `remoteMax`, if there is one and it matches the WAL (see
+   * {@link DbReplicator.#positionFromHeader}); null otherwise. Only the header is read: the position is then
+   * checked against the WAL itself (salts and the running checksum of the frame before it), which a header
+   * taken from another WAL cannot pass.
+   */
+  async #positionFromReplica(remote: LtxFileInfo[], remoteMax: number): Promise<Cursor | null> {
+    const l0 = remote.find((f) => f.level === 0 && f.minTXID === remoteMax && f.maxTXID === remoteMax);
+    if (!l0) return null;
+    let header: LtxHeader;
+    try {
+      header = await this.#retryTransient(
+        "read the replica's newest file",
+        () => this.#remoteHeader(remoteMax),
+      );
+    } catch (err) {
+      if (errorClassOf(err) !== "corruption" && errorClassOf(err) !== "not_found") throw err;
+      return null;
+    }
+    if (header.minTXID !== remoteMax || header.maxTXID !== remoteMax || header.pageSize !== this.#pageSize) {
+      return null;
+    }
+    return await this.#positionFromHeader(header);
+  }
+
+  /** The header of the replica's L0 file `txid` (its first 100 bytes; the rest is not downloaded). */
+  async #remoteHeader(txid: number): Promise<LtxHeader> {
+    const stream = await this.client.openLtxFile(0, txid, txid);
+    const reader = stream.getReader();
+    const buf = new Uint8Array(HEADER_SIZE);
+    let got = 0;
+    try {
+      while (got < HEADER_SIZE) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const n = Math.min(value.length, HEADER_SIZE - got);
+        buf.set(value.subarray(0, n), got);
+        got += n;
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+    const r = parseHeaderBytes(buf.subarray(0, got));
+    if (!r.ok) throw new CorruptionError(`replica file ${formatLtxFilename(txid, txid)}: ${r.problem}`);
+    return r.header;
+  }
+
+  /**
    * The WAL position recorded in an L0 header, if the WAL is still that generation; null otherwise. An
    * empty-WAL position is never trusted after a gap in the read lock: the application may have written and
    * checkpointed in between.
@@ -533,7 +643,7 @@ export class DbReplicator {
     if (end < WAL_HEADER_SIZE || (end - WAL_HEADER_SIZE) % frameSize !== 0) return null;
     let f: Deno.FsFile;
     try {
-      f = await Deno.open(this.#walPath, { read: true });
+      f = Deno.openSync(this.#walPath, { read: true });
     } catch {
       return null;
     }
@@ -575,11 +685,23 @@ export class DbReplicator {
 
   async #tick(): Promise<void> {
     if (this.#stopping || this.#fatal) return;
+    const started = Date.now();
+    let failed = false;
     try {
       await this.#exclusive(async () => {
         if (this.#stopping) return;
         if (this.#resync) await this.#rebuildQueue();
-        const atEnd = await this.#syncLocked();
+        const stat = this.#statWal();
+        let atEnd: boolean;
+        if (this.#walUnchanged(stat, started)) {
+          atEnd = true; // nothing was written since a read that reached the end: no need to open the WAL
+        } else {
+          this.#walReads++;
+          atEnd = await this.#syncLocked();
+          this.#walSeen = atEnd && stat
+            ? { ...stat, at: started, cursor: this.#cursor, epoch: this.#epoch }
+            : null;
+        }
         await this.#maybeCheckpointLocked(atEnd);
         if (Date.now() >= this.#nextSnapshotAt) {
           try {
@@ -590,14 +712,35 @@ export class DbReplicator {
             throw err;
           }
         }
-        await this.#statWal();
       });
       this.#lastError = null;
       this.#lastErrorLogged = "";
     } catch (err) {
+      failed = true;
+      this.#walSeen = null;
       this.#recordError(err, "replication step failed; retrying");
     }
-    this.#schedule(this.settings.syncIntervalMs);
+    // Fixed rate: the next tick is one interval after this one *started*, so time spent syncing (an fsync
+    // under load, a hundred databases sharing the thread) does not stretch the interval and with it the lag.
+    const interval = this.settings.syncIntervalMs;
+    this.#schedule(failed ? interval : Math.max(0, started + interval - Date.now()));
+  }
+
+  /**
+   * Whether the WAL certainly has not changed since the last read that reached its end, judged by a stat:
+   * same inode, size, mtime and ctime as the stat taken right before that read, with the replication state
+   * (cursor, read-lock epoch) untouched since. Sound because that stat showed a file quiet for
+   * {@link WAL_QUIET_MS} already: any write after it gets a later timestamp (file times come from a clock with
+   * a resolution of milliseconds at worst), and appends also change the size. A real read still happens at
+   * least every {@link WAL_RECHECK_MS}. This makes an idle database cost one stat per tick.
+   */
+  #walUnchanged(stat: WalStat | null, now: number): boolean {
+    const seen = this.#walSeen;
+    if (!seen || !stat || this.#cursor === null || this.#txid === 0) return false;
+    if (seen.cursor !== this.#cursor || seen.epoch !== this.#epoch || !this.#conn?.hasReadLock) return false;
+    if (now - seen.at >= WAL_RECHECK_MS || seen.mtime > seen.at - WAL_QUIET_MS) return false;
+    return stat.ino === seen.ino && stat.size === seen.size && stat.mtime === seen.mtime &&
+      stat.ctime === seen.ctime;
   }
 
   #recordError(err: unknown, what: string): void {
@@ -611,11 +754,16 @@ export class DbReplicator {
     }
   }
 
-  async #statWal(): Promise<void> {
+  /** Stats the WAL (also for `status().walBytes`); null when it is missing or unreadable. */
+  #statWal(): WalStat | null {
     try {
-      this.#walBytes = (await Deno.stat(this.#walPath)).size;
+      const st = Deno.statSync(this.#walPath);
+      this.#walBytes = st.size;
+      if (st.mtime === null || st.ctime === null || st.ino === null) return null;
+      return { ino: st.ino, size: st.size, mtime: st.mtime.getTime(), ctime: st.ctime.getTime() };
     } catch {
       this.#walBytes = 0;
+      return null;
     }
   }
 
@@ -817,9 +965,9 @@ export class DbReplicator {
     });
     let pages = 0;
     const file = await this.#queue.write(0, txid, txid, header.timestamp, async (sink) => {
-      const wal = await Deno.open(this.#walPath, { read: true });
+      const wal = Deno.openSync(this.#walPath, { read: true });
       try {
-        const enc = new LtxEncoder(sink, header);
+        const enc = new LtxEncoder(sink, header, ENCODER_OPTIONS);
         pages = await encodeIncremental(
           enc,
           { db: this.#db!, wal, walPages: r.pages, pageSize: this.#pageSize },
@@ -831,10 +979,24 @@ export class DbReplicator {
         wal.close();
       }
       await this.#recheckWal(r.header);
-    });
+    }, this.#memoryQueue());
     this.#txid = txid;
     this.#cursor = { pos: r.end, commit: r.commit };
     this.#afterSync(txid, pages, file.size, header.walSize, t0);
+  }
+
+  /** Queue options of an L0 file: in memory first while running in the background (see queue.ts). */
+  #memoryQueue(): { memory: boolean; uploadedTxid: number } {
+    return { memory: this.#opts.background ?? true, uploadedTxid: this.#uploader.replicatedTxid };
+  }
+
+  /**
+   * Writes queued memory files that are not on the replica yet to disk. Called before the read lock is
+   * released (a checkpoint, stop): from then on their frames may leave the WAL, so the files must survive a
+   * crash. Throws when they cannot be written (the checkpoint is then skipped and retried later).
+   */
+  async #persistPending(): Promise<void> {
+    await this.#queue.persist(this.#uploader.replicatedTxid);
   }
 
   #afterSync(txid: number, pages: number, bytes: number, walBytes: number, t0: number): void {
@@ -885,9 +1047,9 @@ export class DbReplicator {
       let file;
       try {
         file = await this.#queue.write(0, txid, txid, header.timestamp, async (sink) => {
-          const wal = w.pages.size ? await Deno.open(this.#walPath, { read: true }) : null;
+          const wal = w.pages.size ? Deno.openSync(this.#walPath, { read: true }) : null;
           try {
-            const enc = new LtxEncoder(sink, header);
+            const enc = new LtxEncoder(sink, header, ENCODER_OPTIONS);
             pages = await encodeFullDatabase(
               enc,
               { db: this.#db!, wal, walPages: w.pages, pageSize: this.#pageSize },
@@ -898,7 +1060,7 @@ export class DbReplicator {
             wal?.close();
           }
           if (w.header) await this.#recheckWal(w.header);
-        });
+        }, this.#memoryQueue());
       } catch (err) {
         if (err instanceof WalChangedError) continue;
         throw err;
@@ -961,9 +1123,20 @@ export class DbReplicator {
       let file;
       try {
         file = await this.#queue.write(9, 1, txid, header.timestamp, async (sink) => {
-          const wal = pages.size ? await Deno.open(this.#walPath, { read: true }) : null;
+          const wal = pages.size ? Deno.openSync(this.#walPath, { read: true }) : null;
           try {
-            const enc = new LtxEncoder(sink, header);
+            const enc = new LtxEncoder(sink, header, ENCODER_OPTIONS);
+            const progress = this.#opts.onSnapshotProgress;
+            if (progress) {
+              // Counted per page encoded (the sink sees compressed bytes, which say nothing about the total).
+              const encodePage = enc.encodePage.bind(enc);
+              const total = cur.commit * this.#pageSize;
+              let done = 0;
+              enc.encodePage = async (pgno: number, data: Uint8Array) => {
+                await encodePage(pgno, data);
+                progress(done += data.byteLength, total);
+              };
+            }
             n = await encodeFullDatabase(
               enc,
               { db: this.#db!, wal, walPages: pages, pageSize: this.#pageSize },
@@ -1036,6 +1209,7 @@ export class DbReplicator {
     const conn = this.#conn!;
     const t0 = performance.now();
     const gen0 = this.#cursor?.pos ? { salt1: this.#cursor.pos.salt1, salt2: this.#cursor.pos.salt2 } : null;
+    await this.#persistPending(); // most of them before the barrier, which blocks the application's writers
     if (!conn.writeBarrier()) {
       this.#log.debug("checkpoint postponed: the application is writing");
       this.#ckpt.attemptFrames = walPagesBefore;
@@ -1048,6 +1222,7 @@ export class DbReplicator {
       const pos = this.#cursor?.pos;
       if (!pos) return null;
       const gen = { salt1: pos.salt1, salt2: pos.salt2 };
+      await this.#persistPending(); // what the sync just queued
       this.#epoch = null;
       result = conn.checkpoint("PASSIVE");
       if (conn.hasReadLock) this.#epoch = { firstGen: gen, reachedEnd: gen };
@@ -1083,6 +1258,7 @@ export class DbReplicator {
     const conn = this.#conn!;
     const t0 = performance.now();
     await this.#syncLocked();
+    await this.#persistPending();
     this.#epoch = null;
     let result;
     try {

@@ -293,6 +293,63 @@ Deno.test("a restart of walrust in the same WAL generation continues incremental
   }
 });
 
+Deno.test("stop with no other connection open leaves the WAL: the restart ships nothing, later writes are incremental", async () => {
+  const w = await world();
+  try {
+    w.insert(40, 1000);
+    w.app.close(); // walrust's connection is now the last one: closing it would checkpoint and delete the WAL
+    let rep = w.make();
+    await rep.start();
+    await rep.syncOnce();
+    await rep.upload();
+    await rep.stop({ flushTimeoutMs: 0 });
+    assert.ok(Deno.statSync(`${w.path}-wal`).size > 32, "the WAL is still there");
+    const before = (await w.client.allLtxFiles()).map((f) => f.key);
+    rep = w.make();
+    await rep.start();
+    assert.equal(await rep.syncOnce(), 1, "position found in the WAL: no new file");
+    await rep.upload();
+    assert.deepEqual((await w.client.allLtxFiles()).map((f) => f.key), before);
+    const app = new DatabaseSync(w.path);
+    try {
+      app.exec("INSERT INTO t (v) VALUES ('after the restart')");
+      assert.equal(await rep.syncOnce(), 2);
+      const { pages } = await verifyLtx(await Deno.readFile(rep.queue.newestL0()!.path), "incr");
+      assert.ok(pages < 5, `incremental (${pages} pages)`);
+      await rep.upload();
+      assert.equal(await restoredDigest(w), databaseDigest(app));
+    } finally {
+      app.close();
+    }
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("an idle database is not re-read while its WAL is unchanged, and the next write still ships", async () => {
+  const w = await world();
+  try {
+    w.insert(5);
+    const rep = w.make({ background: true });
+    await rep.start();
+    await waitUntil(() => rep.replicatedTxid >= 1 && rep.queue.files(9).length === 0, 10_000, "first upload");
+    w.insert(3);
+    await waitUntil(() => rep.replicatedTxid >= 2, 10_000, "the insert to ship");
+    // Quiet for longer than WAL_QUIET_MS: from now on a tick stats the WAL and finds it unchanged.
+    await new Promise((r) => setTimeout(r, 1300));
+    const reads = rep.walReads;
+    await new Promise((r) => setTimeout(r, 400)); // several 50 ms ticks
+    assert.equal(rep.walReads, reads, "idle ticks did not read the WAL");
+    const txid = rep.txid;
+    w.insert(2);
+    await waitUntil(() => rep.replicatedTxid > txid, 10_000, "the next write to ship");
+    assert.ok(rep.walReads > reads);
+    await assertReplicaMatches(w);
+  } finally {
+    await w.close();
+  }
+});
+
 Deno.test("with no local state, TXIDs continue after the replica's newest TXID with a full file", async () => {
   const w = await world();
   try {

@@ -26,8 +26,24 @@ import { DatabaseError, localIoError } from "../errors.ts";
 import type { LtxEncoder } from "../ltx/encoder.ts";
 import { lockPgno } from "../ltx/types.ts";
 import { type DbHeader, parseDbHeader } from "../sqlite/db_header.ts";
-import { readPage } from "../sqlite/wal.ts";
-import { readAt } from "../util/fs.ts";
+import { readPageSync } from "../sqlite/wal.ts";
+
+/**
+ * Reads up to `length` bytes at `offset`, synchronously: pages of a local file are read one at a time, and
+ * Deno's async file calls each take a trip through its blocking thread pool that costs more than the read
+ * (see the note in `../sqlite/wal.ts`).
+ */
+function readAtSync(f: Deno.FsFile, offset: number, length: number): Uint8Array {
+  const buf = new Uint8Array(length);
+  f.seekSync(offset, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < length) {
+    const n = f.readSync(buf.subarray(got));
+    if (n === null || n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
 
 /** A read-only descriptor of the database file, kept open for the replicator's lifetime (see module doc). */
 export class DbFile {
@@ -42,31 +58,50 @@ export class DbFile {
   }
 
   /** Opens `path` read-only. Open it before or after SQLite does, but close it only after SQLite closed. */
-  static async open(path: string): Promise<DbFile> {
+  static open(path: string): Promise<DbFile> {
     try {
-      return new DbFile(path, await Deno.open(path, { read: true }));
+      return Promise.resolve(new DbFile(path, Deno.openSync(path, { read: true })));
     } catch (err) {
       const e = localIoError(err, path, "open database");
-      throw e instanceof DatabaseError ? e : new DatabaseError(`cannot open database ${path}`, { cause: e });
+      return Promise.reject(
+        e instanceof DatabaseError ? e : new DatabaseError(`cannot open database ${path}`, { cause: e }),
+      );
     }
   }
 
   /** The database header as stored in the file (in WAL mode: as of the last checkpoint). */
-  async header(): Promise<DbHeader> {
-    return parseDbHeader(await readAt(this.#f, 0, 100), this.path);
+  header(): Promise<DbHeader> {
+    try {
+      return Promise.resolve(parseDbHeader(readAtSync(this.#f, 0, 100), this.path));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** The file size in bytes. */
-  async size(): Promise<number> {
-    return (await this.#f.stat()).size;
+  size(): Promise<number> {
+    try {
+      return Promise.resolve(this.#f.statSync().size);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
    * Page `pgno`; zeros when the file is shorter (SQLite reads a page past the end of the file as zeros, which
    * only happens for pages it has never written).
    */
-  async readPage(pgno: number, pageSize: number): Promise<Uint8Array> {
-    const b = await readAt(this.#f, (pgno - 1) * pageSize, pageSize);
+  readPage(pgno: number, pageSize: number): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.readPageSync(pgno, pageSize));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** {@link readPage}, synchronously. */
+  readPageSync(pgno: number, pageSize: number): Uint8Array {
+    const b = readAtSync(this.#f, (pgno - 1) * pageSize, pageSize);
     if (b.length === pageSize) return b;
     const out = new Uint8Array(pageSize);
     out.set(b);
@@ -103,13 +138,13 @@ export interface PageSources {
   pageSize: number;
 }
 
-async function pageOf(src: PageSources, pgno: number): Promise<Uint8Array> {
+function pageOf(src: PageSources, pgno: number): Uint8Array {
   const off = src.walPages.get(pgno);
   if (off !== undefined) {
     if (!src.wal) throw new Error("page sources: WAL pages given without an open WAL");
-    return await readPage(src.wal, off, src.pageSize);
+    return readPageSync(src.wal, off, src.pageSize);
   }
-  return await src.db.readPage(pgno, src.pageSize);
+  return src.db.readPageSync(pgno, src.pageSize);
 }
 
 /** Encodes every page 1…commit except the lock page: a full L0 or an L9 snapshot. Returns the page count. */
@@ -118,7 +153,7 @@ export async function encodeFullDatabase(enc: LtxEncoder, src: PageSources, comm
   let n = 0;
   for (let pgno = 1; pgno <= commit; pgno++) {
     if (pgno === lock) continue;
-    await enc.encodePage(pgno, await pageOf(src, pgno));
+    await enc.encodePage(pgno, pageOf(src, pgno));
     n++;
   }
   return n;
@@ -150,7 +185,7 @@ export async function encodeIncremental(
 ): Promise<number> {
   let n = 0;
   for (const pgno of incrementalPgnos(src.walPages, prevCommit, commit, src.pageSize)) {
-    await enc.encodePage(pgno, await pageOf(src, pgno));
+    await enc.encodePage(pgno, pageOf(src, pgno));
     n++;
   }
   return n;

@@ -5,10 +5,12 @@
  * /health, /metrics and the dashboard.
  *
  * Compaction/retention hook: `src/retention/` (written separately) plugs in with
- * {@link Supervisor.setCompactionHook}; the supervisor then calls `hook(db)` for every database on a timer,
- * never twice at once for the same database, and logs (does not propagate) its failures. Local L0 files are
- * deleted by the uploader once shipped (except the newest, the replication position), so the hook works
- * from the replica's files.
+ * {@link Supervisor.setCompactionHook}; the supervisor then calls `hook(db)` for every database once per
+ * interval, never twice at once for the same database, and logs (does not propagate) its failures. The calls
+ * are spread over the interval, round robin, at most {@link MAX_CONCURRENT_HOOKS} at a time: calling every
+ * database's hook at the same instant made a burst of a hundred concurrent listings and merges every interval,
+ * which set the process's peak memory. Local L0 files are deleted by the uploader once shipped (except the
+ * newest, the replication position), so the hook works from the replica's files.
  *
  * @module
  */
@@ -21,6 +23,9 @@ import type { ObjectStore } from "../storage/object_store.ts";
 import { openObjectStore } from "../storage/open.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
 import { DbReplicator, type DbReplicatorOptions } from "./db.ts";
+
+/** At most this many compaction hooks run at once (across all databases). */
+export const MAX_CONCURRENT_HOOKS = 2;
 
 /** A compaction/retention step for one database, run by the supervisor on a timer. */
 export type CompactionHook = (db: DbReplicator) => Promise<void>;
@@ -43,8 +48,10 @@ export class Supervisor implements StatusProvider {
   #fatalResolve!: (err: WalrustError) => void;
   /** Resolves with the first error that ends replication of a database while running (lease lost). */
   readonly fatal: Promise<WalrustError>;
-  #hookTimer: ReturnType<typeof setInterval> | undefined;
+  #hookTimer: ReturnType<typeof setTimeout> | undefined;
   #hookRunning = new Set<string>();
+  /** Next database (index into `replicators`) whose hook is due, and when. */
+  #hookNext = 0;
   #stopped = false;
 
   /** Creates (does not start) a replicator per database of `settings`. */
@@ -77,18 +84,36 @@ export class Supervisor implements StatusProvider {
     }
   }
 
-  /** Installs the compaction/retention hook, called for every database every `intervalMs`. */
+  /**
+   * Installs the compaction/retention hook: every database's hook is called once per `intervalMs` (the first
+   * time within the first interval), one database every `intervalMs / databases`, round robin. While
+   * {@link MAX_CONCURRENT_HOOKS} are running the round waits; a database whose own hook is still running is
+   * skipped until its next turn.
+   */
   setCompactionHook(hook: CompactionHook, intervalMs: number): void {
-    clearInterval(this.#hookTimer);
-    this.#hookTimer = setInterval(() => {
-      for (const db of this.replicators) {
-        if (this.#hookRunning.has(db.name) || this.#stopped) continue;
+    clearTimeout(this.#hookTimer);
+    const n = this.replicators.length;
+    if (n === 0) return;
+    const slotMs = Math.max(1, Math.floor(intervalMs / n));
+    const step = () => {
+      if (this.#stopped) return;
+      const db = this.replicators[this.#hookNext];
+      // With every slot busy the same database waits for the next step; one still running its own hook
+      // is skipped until its next turn.
+      if (this.#hookRunning.size >= MAX_CONCURRENT_HOOKS && !this.#hookRunning.has(db.name)) {
+        this.#hookTimer = setTimeout(step, slotMs);
+        return;
+      }
+      this.#hookNext = (this.#hookNext + 1) % n;
+      if (!this.#hookRunning.has(db.name)) {
         this.#hookRunning.add(db.name);
         hook(db)
           .catch((err) => log.warn("compaction failed", { db: db.name, error: messageOf(err) }))
           .finally(() => this.#hookRunning.delete(db.name));
       }
-    }, intervalMs);
+      this.#hookTimer = setTimeout(step, slotMs);
+    };
+    this.#hookTimer = setTimeout(step, slotMs);
   }
 
   /** Live status of every database. */
@@ -102,7 +127,7 @@ export class Supervisor implements StatusProvider {
    */
   async stop(flushTimeoutMs: number): Promise<{ pending: number }> {
     this.#stopped = true;
-    clearInterval(this.#hookTimer);
+    clearTimeout(this.#hookTimer);
     const results = await Promise.all(
       this.replicators.map((r) =>
         r.stop({ flushTimeoutMs }).catch((err) => {

@@ -162,6 +162,10 @@ export class Uploader {
           this.#consecutiveFailures = 0;
         } catch (err) {
           delay = this.#failed(err);
+          // Files held in memory wait on disk from now on: the outage may outlast this process.
+          await this.#d.queue.persist(this.replicatedTxid).catch((e) =>
+            this.#d.log.warn("cannot write queued files to disk", { error: messageOf(e) })
+          );
         }
       }
       if (!this.#running) break;
@@ -249,22 +253,27 @@ export class Uploader {
     return shipped;
   }
 
-  /** Uploads one file after verifying it; false when the file is damaged (reported, uploader paused). */
+  /**
+   * Uploads one file after verifying it; false when the file is damaged (reported, uploader paused). A file
+   * held in memory (never on disk) is shipped as encoded: there is no disk copy that could be damaged.
+   */
   async #ship(f: QueuedFile): Promise<boolean> {
     const { queue, client, bus, db } = this.#d;
     const bytes = await queue.read(f);
-    let timestamp: number;
-    try {
-      const { header } = await verifyLtx(bytes, f.path);
-      if (header.minTXID !== f.minTXID || header.maxTXID !== f.maxTXID) {
-        throw new Error(
-          `header says TXIDs ${header.minTXID}-${header.maxTXID}, the file name says otherwise`,
-        );
+    let timestamp = f.timestamp;
+    if (!f.bytes) {
+      try {
+        const { header } = await verifyLtx(bytes, f.path);
+        if (header.minTXID !== f.minTXID || header.maxTXID !== f.maxTXID) {
+          throw new Error(
+            `header says TXIDs ${header.minTXID}-${header.maxTXID}, the file name says otherwise`,
+          );
+        }
+        timestamp = header.timestamp;
+      } catch (err) {
+        this.#problem({ kind: "corrupt", file: f, error: messageOf(err) });
+        return false;
       }
-      timestamp = header.timestamp;
-    } catch (err) {
-      this.#problem({ kind: "corrupt", file: f, error: messageOf(err) });
-      return false;
     }
     const t0 = performance.now();
     await client.writeLtxFile(f.level, f.minTXID, f.maxTXID, bytes, { timestamp });
@@ -292,6 +301,9 @@ export class Uploader {
       : `queued file ${p.file.path} is damaged (${p.error})`;
     this.#d.log.error(`${what}; rebuilding the queue from TXID ${this.replicatedTxid} with a full snapshot`);
     this.#d.bus.emit({ type: "error", db: this.#d.db, errorClass: "corruption", message: what });
+    if (p.kind === "corrupt") {
+      this.#d.bus.emit({ type: "corruption_detected", db: this.#d.db, object: p.file.path, error: p.error });
+    }
     this.#d.onProblem?.(p);
   }
 

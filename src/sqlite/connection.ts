@@ -16,6 +16,9 @@ import { readDbHeaderSync } from "./db_header.ts";
 /** Busy timeout of walrust's connections, in ms: short, because every SQLite call blocks the event loop. */
 export const REPLICATION_BUSY_TIMEOUT_MS = 100;
 
+/** Page cache of walrust's connections, in pages (`PRAGMA cache_size`). */
+export const REPLICATION_CACHE_PAGES = 16;
+
 /** Name of the helper table walrust creates in the user database (Litestream's is `_litestream_seq`). */
 export const SEQ_TABLE = "_walrust_seq";
 
@@ -124,6 +127,9 @@ export class ReplicationConnection {
       }
       // Only walrust decides when its connection checkpoints; the application's own connections keep theirs.
       db.exec("PRAGMA wal_autocheckpoint=0");
+      // This connection only holds a read transaction and checkpoints (which copy frames without the page
+      // cache): a tiny cache instead of the default 2 MiB keeps a hundred databases' connections small.
+      db.exec(`PRAGMA cache_size=${REPLICATION_CACHE_PAGES}`);
       conn.#ensureSeqTable();
     } catch (err) {
       conn.close();
@@ -163,7 +169,7 @@ export class ReplicationConnection {
     if (!this.#writer) {
       try {
         const w = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs });
-        w.exec("PRAGMA wal_autocheckpoint=0");
+        w.exec(`PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=${REPLICATION_CACHE_PAGES}`);
         this.#writer = w;
       } catch (err) {
         throw sqliteError(err, this.path, "cannot open a second connection to");
@@ -325,10 +331,17 @@ export class ReplicationConnection {
   }
 
   /**
-   * Releases the locks and closes both connections. Idempotent. Note that SQLite checkpoints and deletes the WAL
-   * when the last connection to a database closes, so after walrust alone closes, the next start sees no WAL.
+   * Releases the locks and closes both connections. Idempotent.
+   *
+   * SQLite checkpoints and deletes the WAL when the last connection to a database closes, so after walrust
+   * alone closes, the next start sees no WAL and must ship a full copy. With `keepWal`, the WAL is left as it
+   * is (the next start resumes from its position): a read-only guard connection is opened first and closed
+   * last. While the guard holds its shared lock, this connection cannot get the exclusive lock the
+   * close-time checkpoint needs (SQLite checks its in-process lock count), and the guard itself cannot take
+   * a write lock through its read-only descriptor, so neither checkpoints nor deletes. If the guard cannot
+   * be opened, the connections close normally (a full copy next time, never a loss).
    */
-  close(): void {
+  close(opts: { keepWal?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
     try {
@@ -337,11 +350,28 @@ export class ReplicationConnection {
     try {
       this.releaseReadLock();
     } catch { /* closing anyway */ }
-    for (const db of [this.#writer, this.#db]) {
+    const guard = opts.keepWal ? this.#openGuard() : null;
+    for (const db of [this.#writer, this.#db, guard]) {
       try {
         if (db?.isOpen) db.close();
       } catch { /* already closed */ }
     }
     this.#writer = null;
+  }
+
+  /** The read-only connection of `close({ keepWal: true })`, holding SQLite's shared lock; null on failure. */
+  #openGuard(): DatabaseSync | null {
+    let guard: DatabaseSync | null = null;
+    try {
+      guard = new DatabaseSync(this.path, { readOnly: true, timeout: this.#busyTimeoutMs });
+      // A read opens the WAL and takes the shared lock, which a WAL-mode connection keeps until it closes.
+      guard.prepare("SELECT 1 FROM sqlite_master LIMIT 1").get();
+      return guard;
+    } catch {
+      try {
+        guard?.close();
+      } catch { /* not open */ }
+      return null;
+    }
   }
 }

@@ -29,8 +29,14 @@ export const WAL_VERSION = 3007000;
 /** Litestream's bound on the WAL bytes consumed by one sync (MaxSyncWALBytes). */
 export const DEFAULT_MAX_WAL_READ_BYTES = 64 * 1024 * 1024;
 
-/** Frames are read in chunks of about this many bytes: a few large reads instead of one syscall per frame. */
-const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Frames are read in chunks of about this many bytes: a few large reads instead of one syscall per frame, into
+ * one scratch buffer shared by every call (see {@link chunkBuffer}).
+ */
+const READ_CHUNK_BYTES = 256 * 1024;
+
+/** A long scan yields to the event loop after this many chunks, so other databases' timers still run. */
+const CHUNKS_PER_YIELD = 32;
 
 /** The parsed 32-byte WAL header. */
 export interface WalHeader {
@@ -293,23 +299,36 @@ export function walStartPosition(header: WalHeader): WalPosition {
  * the frame header just before it (the header checksum at offset 32). Returns null when the WAL has no valid
  * header, belongs to another generation, is shorter, or the offset is not a frame boundary.
  */
-export async function walPositionAt(
+export function walPositionAt(
   walPath: string,
   offset: number,
   salt1: number,
   salt2: number,
 ): Promise<WalPosition | null> {
-  const f = await openWal(walPath);
+  try {
+    return Promise.resolve(walPositionAtSync(walPath, offset, salt1, salt2));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function walPositionAtSync(
+  walPath: string,
+  offset: number,
+  salt1: number,
+  salt2: number,
+): WalPosition | null {
+  const f = openWal(walPath);
   if (!f) return null;
   try {
     const hb = new Uint8Array(WAL_HEADER_SIZE);
-    const header = parseWalHeader(hb.subarray(0, await readFullAt(f, 0, hb)));
+    const header = parseWalHeader(hb.subarray(0, readFullAt(f, 0, hb)));
     if (!header || header.salt1 !== salt1 >>> 0 || header.salt2 !== salt2 >>> 0) return null;
     const frameSize = WAL_FRAME_HEADER_SIZE + header.pageSize;
     if (offset < WAL_HEADER_SIZE || (offset - WAL_HEADER_SIZE) % frameSize !== 0) return null;
     if (offset === WAL_HEADER_SIZE) return walStartPosition(header);
     const prev = new Uint8Array(WAL_FRAME_HEADER_SIZE);
-    if ((await readFullAt(f, offset - frameSize, prev)) < WAL_FRAME_HEADER_SIZE) return null;
+    if (readFullAt(f, offset - frameSize, prev) < WAL_FRAME_HEADER_SIZE) return null;
     if (u32(prev, 8) !== header.salt1 || u32(prev, 12) !== header.salt2) return null;
     return {
       offset,
@@ -325,25 +344,47 @@ export async function walPositionAt(
   }
 }
 
+/*
+ * I/O here is synchronous on purpose. The WAL is a local file and a sync reads a few KiB of it (at most a chunk
+ * at a time); Deno runs every async file operation on its blocking thread pool, and with a hundred databases
+ * syncing every second those round trips (open, seek, read, stat, close: each a hop to another thread and
+ * back) cost more CPU than the reads themselves, and their concurrent buffers fragment the allocator
+ * (measured with bench/replication_compare.ts). A read of a page-cache-resident file takes microseconds, so
+ * blocking the event loop for it is cheaper than scheduling it.
+ */
+
 /** Reads into `buf` at file offset `offset` until it is full or the file ends; returns the byte count. */
-async function readFullAt(f: Deno.FsFile, offset: number, buf: Uint8Array): Promise<number> {
-  await f.seek(offset, Deno.SeekMode.Start);
+function readFullAt(f: Deno.FsFile, offset: number, buf: Uint8Array): number {
+  f.seekSync(offset, Deno.SeekMode.Start);
   let got = 0;
   while (got < buf.length) {
-    const n = await f.read(buf.subarray(got));
-    if (n === null) break;
+    const n = f.readSync(buf.subarray(got));
+    if (n === null || n === 0) break;
     got += n;
   }
   return got;
 }
 
-async function openWal(walPath: string): Promise<Deno.FsFile | null> {
+function openWal(walPath: string): Deno.FsFile | null {
   try {
-    return await Deno.open(walPath, { read: true });
+    return Deno.openSync(walPath, { read: true });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return null;
     throw walIoError(err, walPath);
   }
+}
+
+/**
+ * The chunk buffer of {@link readCommittedFrames}: one per process, grown on demand and never shrunk. Sharing
+ * it between databases is safe because a chunk is read and fully parsed (only offsets are kept) without an
+ * `await` in between; a per-call buffer would be a large short-lived allocation on every sync, which glibc
+ * serves from its main heap and does not give back.
+ */
+let chunkScratch = new Uint8Array(0);
+
+function chunkBuffer(size: number): Uint8Array {
+  if (chunkScratch.length < size) chunkScratch = new Uint8Array(size);
+  return chunkScratch.subarray(0, size);
 }
 
 function walIoError(err: unknown, walPath: string): DatabaseError {
@@ -357,12 +398,21 @@ function walIoError(err: unknown, walPath: string): DatabaseError {
 }
 
 /** Reads and validates the WAL header; null when the WAL is missing, shorter than 32 bytes or invalid. */
-export async function readWalHeader(path: string): Promise<WalHeader | null> {
-  const f = await openWal(path);
+export function readWalHeader(path: string): Promise<WalHeader | null> {
+  try {
+    return Promise.resolve(readWalHeaderSync(path));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** {@link readWalHeader}, synchronously (a 32-byte read of a local file). */
+export function readWalHeaderSync(path: string): WalHeader | null {
+  const f = openWal(path);
   if (!f) return null;
   try {
     const buf = new Uint8Array(WAL_HEADER_SIZE);
-    const n = await readFullAt(f, 0, buf);
+    const n = readFullAt(f, 0, buf);
     return parseWalHeader(buf.subarray(0, n));
   } catch (err) {
     throw walIoError(err, path);
@@ -394,12 +444,12 @@ export async function readCommittedFrames(
   opts: ReadFramesOptions = {},
 ): Promise<WalReadResult> {
   const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
-  const f = await openWal(walPath);
+  const f = openWal(walPath);
   if (!f) return { kind: "restarted", header: null };
   try {
-    const size = (await f.stat()).size;
+    const size = f.statSync().size;
     const headerBytes = new Uint8Array(WAL_HEADER_SIZE);
-    const hn = await readFullAt(f, 0, headerBytes);
+    const hn = readFullAt(f, 0, headerBytes);
     const header = parseWalHeader(headerBytes.subarray(0, hn));
     if (!header) return { kind: "restarted", header: null };
     const frameSize = WAL_FRAME_HEADER_SIZE + header.pageSize;
@@ -416,7 +466,7 @@ export async function readCommittedFrames(
         // Resume mid-WAL from the stored running checksum, after checking that the frame before `from` is still
         // the one we consumed (same salts and stored checksum); otherwise the WAL was rewritten under us.
         const prev = new Uint8Array(WAL_FRAME_HEADER_SIZE);
-        const pn = await readFullAt(f, from.offset - frameSize, prev);
+        const pn = readFullAt(f, from.offset - frameSize, prev);
         if (
           pn < WAL_FRAME_HEADER_SIZE || u32(prev, 8) !== header.salt1 || u32(prev, 12) !== header.salt2 ||
           u32(prev, 16) !== from.checksum1 >>> 0 || u32(prev, 20) !== from.checksum2 >>> 0
@@ -442,14 +492,18 @@ export async function readCommittedFrames(
     let commit = 0;
     let maxPage = 0;
     let more = false;
-    // Size the first buffer to what the file held at stat time (a sync usually finds a few frames), and
+    // Size the first read to what the file held at stat time (a sync usually finds a few frames), and
     // switch to full-size chunks if the WAL turns out to be larger.
     const maxFrames = Math.max(1, Math.floor(READ_CHUNK_BYTES / frameSize));
     const knownFrames = Math.ceil(Math.max(0, size - startOffset) / frameSize);
-    let buf = new Uint8Array(Math.min(maxFrames, Math.max(1, knownFrames)) * frameSize);
+    let frames = Math.min(maxFrames, Math.max(1, knownFrames));
     let chunkOffset = startOffset;
+    let chunks = 0;
     reading: while (true) {
-      const n = await readFullAt(f, chunkOffset, buf);
+      if (++chunks % CHUNKS_PER_YIELD === 0) await new Promise((r) => setTimeout(r, 0));
+      // From here to the end of the loop body nothing awaits: the shared buffer is ours (see chunkBuffer).
+      const buf = chunkBuffer(frames * frameSize);
+      const n = readFullAt(f, chunkOffset, buf);
       const whole = Math.floor(n / frameSize);
       for (let i = 0; i < whole; i++) {
         const p = i * frameSize;
@@ -496,14 +550,14 @@ export async function readCommittedFrames(
       }
       if (n < buf.length) break;
       chunkOffset += buf.length;
-      if (buf.length < maxFrames * frameSize) buf = new Uint8Array(maxFrames * frameSize);
+      frames = maxFrames;
     }
 
     // A checkpoint that restarted the WAL while we were reading would leave us with a mix of generations;
     // the salts stop that for frames, but re-reading the header is what tells us it happened at all.
     await opts.beforeHeaderRecheck?.();
     const again = new Uint8Array(WAL_HEADER_SIZE);
-    const an = await readFullAt(f, 0, again);
+    const an = readFullAt(f, 0, again);
     if (an !== WAL_HEADER_SIZE || !sameBytes(again, headerBytes)) {
       return { kind: "restarted", header: parseWalHeader(again.subarray(0, an)) };
     }
@@ -528,9 +582,18 @@ export async function readCommittedFrames(
  * Reads one page at `offset` (a value from {@link WalReadResult} `pages`). Throws a transient
  * {@link DatabaseError} when the file is shorter (it was truncated: the caller did not hold the read lock).
  */
-export async function readPage(f: Deno.FsFile, offset: number, pageSize: number): Promise<Uint8Array> {
+export function readPage(f: Deno.FsFile, offset: number, pageSize: number): Promise<Uint8Array> {
+  try {
+    return Promise.resolve(readPageSync(f, offset, pageSize));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** {@link readPage}, synchronously (one page of a local file; see the note on I/O above). */
+export function readPageSync(f: Deno.FsFile, offset: number, pageSize: number): Uint8Array {
   const buf = new Uint8Array(pageSize);
-  const n = await readFullAt(f, offset, buf);
+  const n = readFullAt(f, offset, buf);
   if (n !== pageSize) {
     throw new DatabaseError(
       `WAL page at byte ${offset} is incomplete (${n} of ${pageSize} bytes): the WAL was truncated while being read`,

@@ -4,6 +4,8 @@
  * It forwards each request byte for byte (so SigV4 signatures, which cover the Host header, stay valid) and
  * can, per rule, probability and seed:
  * - answer `500 InternalError`, `503 ServiceUnavailable`, `503 SlowDown` or `429 SlowDown` (XML bodies);
+ * - answer `403 InvalidAccessKeyId` (`auth_invalid_key`) or `403 SignatureDoesNotMatch` (`auth_bad_signature`):
+ *   wrong credentials, which s3rver itself does not check (it accepts any secret);
  * - `reset`: close the connection without answering;
  * - `reset_mid_body`: send the headers and half the body, then close;
  * - `truncate`: send the headers (full Content-Length) and all but the last bytes, then close;
@@ -29,6 +31,8 @@ export type FaultKind =
   | "error_503"
   | "slowdown_503"
   | "throttle_429"
+  | "auth_invalid_key"
+  | "auth_bad_signature"
   | "reset"
   | "reset_mid_body"
   | "truncate"
@@ -266,6 +270,18 @@ const STATUS_FAULTS: Partial<Record<FaultKind, [number, string, string, string]>
   error_503: [503, "Service Unavailable", "ServiceUnavailable", "Service is unable to handle request."],
   slowdown_503: [503, "Slow Down", "SlowDown", "Please reduce your request rate."],
   throttle_429: [429, "Too Many Requests", "SlowDown", "Please reduce your request rate."],
+  auth_invalid_key: [
+    403,
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "The AWS Access Key Id you provided does not exist in our records.",
+  ],
+  auth_bad_signature: [
+    403,
+    "Forbidden",
+    "SignatureDoesNotMatch",
+    "The request signature we calculated does not match the signature you provided.",
+  ],
 };
 
 async function writeAllConn(conn: Deno.Conn, data: Uint8Array): Promise<void> {
