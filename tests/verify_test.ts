@@ -115,3 +115,28 @@ Deno.test("verify CLI: nothing found exits 10; an unreachable endpoint exits 5",
   assert.equal(j.problems[0].kind, "unreachable");
   assert.ok(!r.stdout.includes("s3cr3t-value"));
 });
+
+Deno.test("verify CLI: a failure is delivered to the [[webhooks]] of walrust.toml (standalone run, e.g. CI)", async () => {
+  await withReplica(async (url, client, dir) => {
+    const received: { event: string; database: string }[] = [];
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      received.push(await req.json());
+      return new Response("ok");
+    });
+    try {
+      await flipByte(`${url}/${client.ltxKey(0, 6, 6)}`, 110);
+      const config = `${dir}/walrust.toml`;
+      await Deno.writeTextFile(
+        config,
+        `[[webhooks]]\nurl = "http://127.0.0.1:${server.addr.port}/hook"\nevents = ["verify_failed"]\n`,
+      );
+      const r = await runInProcess(["verify", "app", "-b", url, "--config", config]);
+      assert.equal(r.code, 7, r.stdout + r.stderr);
+      assert.equal(received.length, 1, JSON.stringify(received));
+      assert.equal(received[0].event, "verify_failed");
+      assert.equal(received[0].database, "app");
+    } finally {
+      await server.shutdown();
+    }
+  });
+});

@@ -8,7 +8,10 @@
 
 import { type CliIO, type Command, parseCommandArgs } from "./command.ts";
 import { openReplicaStore, withSignals } from "./restore.ts";
-import { REPLICA_HELP, REPLICA_OPTIONS } from "../config/cli.ts";
+import { loadCliConfig, REPLICA_HELP, REPLICA_OPTIONS } from "../config/cli.ts";
+import { resolveProcess } from "../config/resolve.ts";
+import { EventBus } from "../observe/events.ts";
+import { startWebhooks } from "../observe/webhooks.ts";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
@@ -133,6 +136,8 @@ Options:
 
 ${REPLICA_HELP}
 
+Webhooks configured in walrust.toml ([[webhooks]]) receive verify_failed and corruption_detected.
+
 Exit codes: 0 ok, 4 credentials rejected, 5 replica unreachable, 6 bucket not found, 7 corruption,
 8 gap, 9 stale (--max-age), 10 nothing found.`;
 
@@ -172,6 +177,10 @@ export const verifyCommand: Command = {
     }
     const store = await openReplicaStore(values, io);
     const progress = new Progress(io, { label: `verifying ${positionals[0]}` });
+    // [[webhooks]] in walrust.toml get verify_failed / corruption_detected from a standalone run too (a CI job).
+    const hooks = resolveProcess(await loadCliConfig(values, io)).webhooks;
+    const bus = new EventBus();
+    const webhooks = hooks.length > 0 ? startWebhooks(bus, hooks) : null;
     try {
       const client = new ReplicaClient(store, positionals[0]);
       const report = await withSignals((signal) =>
@@ -179,6 +188,7 @@ export const verifyCommand: Command = {
           restore: values.restore === true,
           maxAgeMs,
           signal,
+          bus,
           logger: SILENT,
           onProgress: (done, total) => progress.update(done, total),
         })
@@ -190,6 +200,7 @@ export const verifyCommand: Command = {
     } finally {
       progress.finish();
       store.close();
+      await webhooks?.close();
     }
   },
 };
