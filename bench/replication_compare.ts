@@ -102,7 +102,8 @@ function createDb(path: string) {
 }
 
 async function restoreOne(tool: string, dir: string, i: number, out: string): Promise<boolean> {
-  await Deno.remove(out).catch(() => {});
+  // Reading the previous sample's copy (a WAL-mode database) left its -wal and -shm beside it.
+  for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(out + suffix).catch(() => {});
   if (tool === "walrust") {
     const store = new FileObjectStore(`${dir}/replica`);
     try {
@@ -166,6 +167,14 @@ async function benchTool(tool: "walrust" | "litestream"): Promise<ToolResult> {
   (async () => {
     for await (const c of proc.stderr.pipeThrough(new TextDecoderStream())) stderrChunks.push(c);
   })();
+  if (tool === "walrust") {
+    // The launcher's setup step and Deno's start-up come before `exec`: wait until walrust says it is
+    // watching, so neither is counted (the pid is the same before and after exec).
+    const deadline = Date.now() + 60_000;
+    while (!stderrChunks.join("").includes("watching") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   await new Promise((r) => setTimeout(r, 2000)); // start-up and initial snapshots
   const base = procStats(proc.pid);
   const writer = new Deno.Command(Deno.execPath(), {

@@ -3,7 +3,8 @@
  * leaves the WAL in place when it is the last connection to close (src/sqlite/connection.ts `keepWal`), so the
  * next start finds its position in it. With no writes in between the restart ships nothing; with writes in
  * between nothing is lost, whether the application kept its connection open (incremental) or closed it last
- * (SQLite then checkpoints and deletes the WAL: a full copy).
+ * (SQLite then checkpoints and deletes the WAL: a full copy). After kill -9 the position comes from the
+ * replica's newest file (files shipped from memory never reached the local disk).
  */
 
 import assert from "node:assert/strict";
@@ -52,7 +53,7 @@ function keys(files: LtxFileInfo[]): string[] {
   return files.map((f) => f.key).sort();
 }
 
-Deno.test("watch restart: no writes → nothing shipped; writes with the app open → incremental; app closed last → full copy; nothing lost", async () => {
+Deno.test("watch restart: no writes → nothing shipped; writes with the app open → incremental; app closed last → full copy; kill -9 → resumes from the replica; nothing lost", async () => {
   const dir = await Deno.makeTempDir({ prefix: "walrust-restart-" });
   const path = `${dir}/app.db`;
   const replica = `${dir}/replica`;
@@ -104,6 +105,28 @@ Deno.test("watch restart: no writes → nothing shipped; writes with the app ope
     const fourth = await watchFor(path, replica, 500);
     assert.match(fourth, /full copy/);
     assert.equal(await restoredDigest(), sourceDigest(path));
+
+    // 5. kill -9 after files were shipped from memory (they never reached the local disk): the restart takes
+    // its position from the replica's newest file, incrementally, and loses nothing.
+    app = new DatabaseSync(path);
+    const maxTxid = async () => (await client.allLtxFiles()).reduce((m, f) => Math.max(m, f.maxTXID), 0);
+    const before = await maxTxid();
+    const p = spawnWalrust(["watch", path, "-b", replica, "--no-metrics", "--sync-interval", "100ms"]);
+    try {
+      await waitUntil(() => /watching|walrust:/.test(p.log()), 30_000, "watch to start");
+      // The WAL was deleted in step 4: the first file is a full copy at before+1; the rows come after it.
+      await waitUntil(async () => (await maxTxid()) > before, 10_000, "the full copy to ship");
+      insert(app, 20);
+      await waitUntil(async () => (await maxTxid()) > before + 1, 10_000, "the rows to ship");
+    } finally {
+      await p.kill9();
+    }
+    insert(app, 10); // while walrust is down
+    const fifth = await watchFor(path, replica, 500);
+    assert.match(fifth, /continuing from the replica's newest file/, fifth);
+    assert.doesNotMatch(fifth, /full copy/, fifth);
+    assert.equal(await restoredDigest(), databaseDigest(app));
+    app.close();
     assert.ok((await verifyReplicaFiles(client)) > 0);
   } finally {
     store.close();

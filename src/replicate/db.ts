@@ -32,9 +32,15 @@
  * The newest local L0 file (always kept) is the position: its header holds the TXID, the WAL salts and the
  * WAL range it covered. It is verified (`verifyLtx`), and the WAL must still be that generation (same salts,
  * long enough; the running checksum is taken from the stored checksum of the frame right before the
- * position). With no local file, the replica's highest TXID is the base and the next file is a full L0 at
- * TXID+1, so TXIDs never restart at 1 over existing data. Local files that do not continue the replica's
- * chain (a gap, or a replica that moved on without us) are dropped, and a full L0 replaces them.
+ * position). While running in the background, L0 files are shipped from memory and reach the local disk only
+ * at a checkpoint, a stop or an upload failure (queue.ts), so after a crash the local files usually trail the
+ * replica: then the replica's newest L0 header is the position, verified against the WAL the same way. With
+ * no usable position, the replica's highest TXID is the base and the next file is a full L0 at TXID+1, so
+ * TXIDs never restart at 1 over existing data. Local files that do not continue the replica's chain (a gap)
+ * are dropped, and a full L0 replaces them.
+ *
+ * A graceful stop leaves the WAL in place (`ReplicationConnection.close({ keepWal: true })`): closing the last
+ * connection would checkpoint and delete it, and the next start would have to ship a full copy.
  *
  * @module
  */

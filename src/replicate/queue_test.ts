@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { ConflictError, ExitCode } from "../errors.ts";
-import { acquireQueueLock, LocalQueue } from "./queue.ts";
+import { acquireQueueLock, LocalQueue, MEMORY_FILE_MAX, MEMORY_QUEUE_MAX } from "./queue.ts";
 
 async function tmp(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "walrust-queue-test-" });
@@ -64,6 +64,77 @@ Deno.test("queue: init removes temp files of a crashed process and indexes the r
     });
     await q.remove(q.files(0)[0]);
     assert.deepEqual(q.files(0).map((f) => f.minTXID), [3, 10]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function l0Names(dir: string): string[] {
+  return [...Deno.readDirSync(`${dir}/ltx/0`)].map((e) => e.name).sort();
+}
+
+Deno.test("queue: memory files stay off the disk until persist(); persist() writes what is not uploaded", async () => {
+  const dir = await tmp();
+  try {
+    const q = new LocalQueue(dir);
+    await q.init();
+    const content = (n: number) => new Uint8Array(100).fill(n);
+    for (const t of [1, 2, 3]) {
+      await q.write(0, t, t, 100 + t, (sink) => sink.write(content(t)), { memory: true });
+    }
+    assert.deepEqual(l0Names(dir), [], "nothing on disk");
+    assert.deepEqual(q.files(0).map((f) => f.maxTXID), [1, 2, 3]);
+    assert.deepEqual(await q.read(q.files(0)[1]), content(2));
+    assert.equal(q.memoryBytes(1), 200, "TXIDs 2 and 3 are not uploaded");
+    await q.remove(q.files(0)[0]); // shipped: dropped from memory, no file to delete
+    await q.persist(2); // TXID 3 only: 2 is on the replica
+    assert.deepEqual(l0Names(dir), ["0000000000000003-0000000000000003.ltx"]);
+    const three = q.files(0).find((f) => f.maxTXID === 3)!;
+    assert.equal(three.bytes, undefined, "the index now points at the disk copy");
+    assert.deepEqual(await Deno.readFile(three.path), content(3));
+    await q.persist(0); // everything, including TXID 2 (a position for the next start)
+    assert.deepEqual(l0Names(dir), [
+      "0000000000000002-0000000000000002.ltx",
+      "0000000000000003-0000000000000003.ltx",
+    ]);
+    await q.remove(three);
+    assert.deepEqual(l0Names(dir), ["0000000000000002-0000000000000002.ltx"], "a disk copy is deleted");
+    // What a new process finds: the persisted files, with their content.
+    const again = new LocalQueue(dir);
+    await again.init();
+    assert.deepEqual(again.files(0).map((f) => f.maxTXID), [2]);
+    assert.deepEqual(await again.read(again.files(0)[0]), content(2));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("queue: a large file goes to disk even with memory; memory files above the limit are persisted", async () => {
+  const dir = await tmp();
+  try {
+    const q = new LocalQueue(dir);
+    await q.init();
+    const big = await q.write(0, 1, 1, 1, async (sink) => {
+      await sink.write(new Uint8Array(MEMORY_FILE_MAX).fill(1));
+      await sink.write(new Uint8Array(10).fill(2)); // crosses the limit: spilled to a temp file
+    }, { memory: true });
+    assert.equal(big.bytes, undefined);
+    const onDisk = await Deno.readFile(big.path);
+    assert.equal(onDisk.length, MEMORY_FILE_MAX + 10);
+    assert.equal(onDisk[MEMORY_FILE_MAX - 1], 1);
+    assert.equal(onDisk[MEMORY_FILE_MAX], 2);
+    // Pending memory files (none uploaded) beyond MEMORY_QUEUE_MAX are moved to disk by the write that
+    // crosses it.
+    const each = MEMORY_FILE_MAX;
+    const n = Math.floor(MEMORY_QUEUE_MAX / each) + 1;
+    for (let t = 2; t < 2 + n; t++) {
+      await q.write(0, t, t, t, (sink) => sink.write(new Uint8Array(each)), {
+        memory: true,
+        uploadedTxid: 1,
+      });
+    }
+    assert.equal(q.memoryBytes(1), 0);
+    assert.equal(l0Names(dir).length, 1 + n);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

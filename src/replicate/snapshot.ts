@@ -147,6 +147,17 @@ function pageOf(src: PageSources, pgno: number): Uint8Array {
   return src.db.readPageSync(pgno, src.pageSize);
 }
 
+/**
+ * Pages are read synchronously and the encoder usually resolves at once, so a long file would hold the
+ * event loop (other databases, uploads, signals) for its whole duration: every this many pages the encode
+ * loops give it a turn.
+ */
+const PAGES_PER_YIELD = 256;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
 /** Encodes every page 1…commit except the lock page: a full L0 or an L9 snapshot. Returns the page count. */
 export async function encodeFullDatabase(enc: LtxEncoder, src: PageSources, commit: number): Promise<number> {
   const lock = lockPgno(src.pageSize);
@@ -154,7 +165,7 @@ export async function encodeFullDatabase(enc: LtxEncoder, src: PageSources, comm
   for (let pgno = 1; pgno <= commit; pgno++) {
     if (pgno === lock) continue;
     await enc.encodePage(pgno, pageOf(src, pgno));
-    n++;
+    if (++n % PAGES_PER_YIELD === 0) await yieldToEventLoop();
   }
   return n;
 }
@@ -186,7 +197,7 @@ export async function encodeIncremental(
   let n = 0;
   for (const pgno of incrementalPgnos(src.walPages, prevCommit, commit, src.pageSize)) {
     await enc.encodePage(pgno, pageOf(src, pgno));
-    n++;
+    if (++n % PAGES_PER_YIELD === 0) await yieldToEventLoop();
   }
   return n;
 }

@@ -11,7 +11,7 @@ import { EventBus } from "../observe/events.ts";
 import { configureLogging } from "../observe/log.ts";
 import { FileObjectStore } from "../storage/file.ts";
 import type { ObjectStore, PutOptions } from "../storage/object_store.ts";
-import { Supervisor } from "./supervisor.ts";
+import { MAX_CONCURRENT_HOOKS, Supervisor } from "./supervisor.ts";
 import { waitUntil } from "./testing.ts";
 
 configureLogging({ level: "error" });
@@ -106,4 +106,35 @@ Deno.test("supervisor: start fails with the first database error and stops the o
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("supervisor: compaction hooks take turns: every database once per round, at most MAX_CONCURRENT_HOOKS at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-sup-test-" });
+  const names = ["a", "b", "c", "d", "e", "f"];
+  const settings: WatchSettings = {
+    databases: names.map((n) => dbSettings(dir, n)),
+    metricsAddr: null,
+    webhooks: [],
+    shutdownTimeoutMs: 100,
+  };
+  // Not started: the hook schedule does not need running replicators.
+  const sup = new Supervisor(settings, new EventBus());
+  const calls: string[] = [];
+  let running = 0;
+  let peak = 0;
+  try {
+    sup.setCompactionHook(async (db) => {
+      calls.push(db.name);
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 25)); // longer than a slot (60 ms / 6 databases)
+      running--;
+    }, 60);
+    await waitUntil(() => calls.length >= 2 * names.length, 10_000, "two rounds of hooks");
+  } finally {
+    await sup.stop(0);
+  }
+  assert.ok(peak <= MAX_CONCURRENT_HOOKS, `at most ${MAX_CONCURRENT_HOOKS} at once (saw ${peak})`);
+  assert.deepEqual(calls.slice(0, names.length), names, "round robin, in configuration order");
+  assert.deepEqual([...calls.slice(names.length, 2 * names.length)].sort(), names, "each one in every round");
+  await Deno.remove(dir, { recursive: true });
 });

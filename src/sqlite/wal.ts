@@ -548,7 +548,8 @@ export async function readCommittedFrames(
           }
         }
       }
-      if (n < buf.length) break;
+      // Stop at the end of the file as of the stat: frames appended since are read by the next call.
+      if (n < buf.length || chunkOffset + n >= size) break;
       chunkOffset += buf.length;
       frames = maxFrames;
     }

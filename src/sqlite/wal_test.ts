@@ -588,3 +588,36 @@ Deno.test("wal: readWalHeader and readPage", async () => {
     assert.equal(parseWalHeader(w.bytes.subarray(0, 31)), null);
   });
 });
+
+Deno.test("wal: concurrent reads of large WALs (which yield mid-read) share the chunk buffer safely", async () => {
+  await withTempDir(async (dir) => {
+    // ~10 MiB each: long enough for a read to yield to the event loop, so the two reads interleave.
+    const build = (pageSize: number, salt1: number, bigEndian: boolean) => {
+      const n = Math.ceil((10 * 1024 * 1024) / (24 + pageSize));
+      const specs: FrameSpec[] = [];
+      for (let i = 0; i < n; i++) {
+        specs.push({ pgno: (i % 97) + 1, commit: i % 5 === 4 ? 97 : 0, fill: (i * 7 + salt1) & 0xff });
+      }
+      return buildWal({ pageSize, salt1, bigEndian }, specs);
+    };
+    const a = build(4096, 1, false);
+    const b = build(1024, 2, true);
+    await Deno.writeFile(`${dir}/a-wal`, a.bytes);
+    await Deno.writeFile(`${dir}/b-wal`, b.bytes);
+    const alone = [
+      ok(await readCommittedFrames(`${dir}/a-wal`, null)),
+      ok(await readCommittedFrames(`${dir}/b-wal`, null)),
+    ];
+    const together = (await Promise.all([
+      readCommittedFrames(`${dir}/a-wal`, null),
+      readCommittedFrames(`${dir}/b-wal`, null),
+    ])).map(ok);
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(together[i].end, alone[i].end);
+      assert.deepEqual([...together[i].pages].sort(), [...alone[i].pages].sort());
+      assert.equal(together[i].commit, 97);
+    }
+    assert.deepEqual([alone[0].end.checksum1, alone[0].end.checksum2], a.checksums[alone[0].frames - 1]);
+    assert.deepEqual([alone[1].end.checksum1, alone[1].end.checksum2], b.checksums[alone[1].frames - 1]);
+  });
+});
