@@ -292,8 +292,3 @@ Deno.test("webhooks: bad settings are usage errors; no hooks means no work", asy
   await hooks.close();
   assert.deepEqual(hooks.stats(), { delivered: 0, failed: 0, dropped: 0, pending: 0 });
 });
-
-Deno.test("webhooks: the config loader accepts exactly the events delivered here", async () => {
-  const { WEBHOOK_EVENTS: configEvents } = await import("../src/config/load.ts");
-  assert.deepEqual([...configEvents].sort(), [...WEBHOOK_EVENTS].sort());
-});

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { WEBHOOK_EVENTS } from "../observe/webhooks.ts";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, localIoError } from "../errors.ts";
 import { registerSecret } from "../observe/log.ts";
@@ -112,16 +113,8 @@ export interface FileConfig {
   databases: DatabaseEntryConfig[];
 }
 
-/** Event names a webhook may subscribe to (the failure events the observe module delivers). */
-export const WEBHOOK_EVENTS = [
-  "upload_failed",
-  "auth_failure",
-  "corruption_detected",
-  "circuit_breaker_open",
-  "circuit_breaker_closed",
-  "checkpoint_emergency",
-  "verify_failed",
-] as const;
+/** Event names a webhook may subscribe to: the observe module's list, the one source of truth. */
+export { WEBHOOK_EVENTS };
 
 /** Where the config file was found. */
 export interface ConfigLocation {
