@@ -201,6 +201,21 @@ Deno.test({
       } finally {
         conn.close();
       }
+      // ... and walrust replicates it end to end: snapshot to a walrust replica, restore, same data.
+      const before = databaseDigest(db);
+      const snap = await runInProcess(["snapshot", db, "-b", `${dir}/walrust-replica`]);
+      assert.equal(snap.code, 0, snap.stderr);
+      const back = await runInProcess([
+        "restore",
+        "app",
+        "-o",
+        `${dir}/from-walrust.db`,
+        "-b",
+        `${dir}/walrust-replica`,
+      ]);
+      assert.equal(back.code, 0, back.stderr);
+      assert.equal(databaseDigest(`${dir}/from-walrust.db`), before);
+      assert.equal(databaseDigest(db), before, "the Litestream-replicated database itself is unchanged");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
