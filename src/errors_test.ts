@@ -7,7 +7,7 @@ import {
   localIoError,
   messageOf,
   NotFoundError,
-  WalrustError,
+  type WalrustError,
 } from "./errors.ts";
 
 Deno.test("exit codes: typed errors carry their category's code; anything else is internal (1)", () => {
