@@ -4,7 +4,8 @@
  * For each tool: create N WAL databases, start the replicator (file replica), write R tx/s to each database for
  * D seconds from a separate process, sample the replicator's RSS and CPU from /proc every 500 ms, sample replication
  * lag about every second (restore one database, lag = restore start − newest restored row's commit time), then
- * stop the writer, let the replicator catch up, stop it, restore every database and count missing rows.
+ * stop the writer, let the replicator catch up, stop it, restore every database and count missing rows. The
+ * pause between lag samples is random (0.5–1.5 s) so samples fall at every phase of the sync cycles.
  *
  * Fairness:
  * - walrust runs through the `walrust` launcher (as users run it from source: same V8 flags as `deno task
@@ -215,7 +216,9 @@ async function benchTool(tool: "walrust" | "litestream"): Promise<ToolResult> {
       const { maxTs } = readRows(out);
       if (maxTs > 0 && !writerDone) lags.push((t0 - maxTs) / 1000);
     } else restoreFailures++;
-    await new Promise((r) => setTimeout(r, 1000));
+    // A random pause: a fixed one (about the 1 s sync interval) kept every sample at the same phase of the
+    // replicator's sync cycle, which biased the lag by up to a whole interval either way.
+    await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
   }
   await writerStatus;
   await new Promise((r) => setTimeout(r, 3000)); // let the replicator ship the tail
