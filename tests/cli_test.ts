@@ -25,6 +25,17 @@ Deno.test("every command has its own --help with a Usage line", async () => {
   }
 });
 
+Deno.test("each registry entry loads the command of its name, and names are unique", async () => {
+  const names = new Set<string>();
+  for (const entry of COMMANDS) {
+    const command = await entry.load();
+    assert.equal(command.name, entry.name);
+    assert.ok(entry.summary.length > 0 && !entry.summary.includes("\n"), entry.name);
+    assert.ok(!names.has(entry.name), `duplicate ${entry.name}`);
+    names.add(entry.name);
+  }
+});
+
 Deno.test("an unknown command is a usage error (exit 2) with one line", async () => {
   const r = await runInProcess(["frobnicate"]);
   assert.equal(r.code, 2);

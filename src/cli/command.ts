@@ -23,8 +23,6 @@ export interface CliIO {
 export interface Command {
   /** Name as typed: `restore`. */
   name: string;
-  /** One line for `walrust --help`. */
-  summary: string;
   /** Full usage text for `walrust <name> --help`. */
   help: string;
   /** Runs the command with the arguments after its name. */

@@ -218,7 +218,6 @@ function render(
 /** The `compact` command. */
 export const compactCommand: Command = {
   name: "compact",
-  summary: "compact backup files and delete what GFS retention does not need (dry run unless --force)",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("compact", args, OPTIONS);

@@ -35,7 +35,6 @@ Exit status 0 when the restored database matches the source, 7 when it does not.
 /** The `demo` command. */
 export const demoCommand: Command = {
   name: "demo",
-  summary: "replicate a demo database to a local directory, write, restore, and compare",
   help: HELP,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs("demo", args, {

@@ -507,7 +507,6 @@ function hasAnything(values: Record<string, unknown>, io: CliIO, positionals: st
 /** The `explain` command. */
 export const explainCommand: Command = {
   name: "explain",
-  summary: "show effective settings, where each comes from, and an estimated monthly cost",
   help:
     `Usage: walrust explain [<db>...] [--config walrust.toml] [--writes-per-second N] [--db-size SIZE] [--json]
 

@@ -146,7 +146,6 @@ const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
 /** The `list` command. */
 export const listCommand: Command = {
   name: "list",
-  summary: "list the databases in a replica with their TXID ranges per level",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("list", args, OPTIONS);

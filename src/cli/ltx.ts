@@ -59,7 +59,6 @@ const OPTIONS = {
 /** The `ltx` command. */
 export const ltxCommand: Command = {
   name: "ltx",
-  summary: "inspect (dump) and check (verify) LTX backup files on disk",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("ltx", args, OPTIONS);

@@ -5,6 +5,10 @@
  * @module
  */
 
+// lz4.ts imports lz4-wasm's .wasm file as a module, and Deno links a wasm module only when it is part of the
+// static graph (first imported inside a dynamic import(), it fails: "Module source can not be imported").
+// Commands are loaded lazily (commands.ts), so the codec is imported here, up front.
+import "../ltx/lz4.ts";
 import { COMMANDS } from "./commands.ts";
 import { type CliIO, GLOBAL_HELP } from "./command.ts";
 import { errorClassOf, ExitCode, exitCodeOf, messageOf, WalrustError } from "../errors.ts";
@@ -120,15 +124,16 @@ export async function runCli(args: string[], io: CliIO = processIO()): Promise<n
       return ExitCode.USAGE;
     }
     if (name === "help") {
-      const sub = COMMANDS.find((c) => c.name === args[i + 1]);
-      io.stdout(sub ? sub.help + "\n\n" + GLOBAL_HELP + "\n" : mainHelp());
+      const entry = COMMANDS.find((c) => c.name === args[i + 1]);
+      io.stdout(entry ? (await entry.load()).help + "\n\n" + GLOBAL_HELP + "\n" : mainHelp());
       return ExitCode.OK;
     }
-    const command = COMMANDS.find((c) => c.name === name);
-    if (!command) {
+    const entry = COMMANDS.find((c) => c.name === name);
+    if (!entry) {
       io.stderr(`walrust: unknown command '${name}'; run 'walrust --help' for the list\n`);
       return ExitCode.USAGE;
     }
+    const command = await entry.load();
     const rest = [...global, ...args.slice(i + 1)];
     if (rest.includes("--help") || rest.includes("-h")) {
       io.stdout(command.help + "\n\n" + GLOBAL_HELP + "\n");

@@ -84,7 +84,6 @@ export function splitDatabaseUrl(url: string): { root: string; name: string } {
 /** The `replicate` command. */
 export const replicateCommand: Command = {
   name: "replicate",
-  summary: "keep a local read replica of one database, updated in place from its backups",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("replicate", args, OPTIONS);

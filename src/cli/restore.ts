@@ -121,7 +121,6 @@ const OPTIONS = {
 /** The `restore` command. */
 export const restoreCommand: Command = {
   name: "restore",
-  summary: "restore a database (latest, a TXID, or as of a time) into a new file",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("restore", args, OPTIONS);

@@ -41,7 +41,6 @@ Exit codes: 0 done, 3 database missing/not WAL, 4 credentials rejected, 5 replic
 /** The `snapshot` command. */
 export const snapshotCommand: Command = {
   name: "snapshot",
-  summary: "Take a full snapshot now and upload it",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("snapshot", args, OPTIONS);

@@ -160,7 +160,6 @@ const SILENT: Logger = {
 /** The `verify` command. */
 export const verifyCommand: Command = {
   name: "verify",
-  summary: "check every backup object, the TXID chain and (optionally) a test restore",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("verify", args, OPTIONS);

@@ -259,7 +259,6 @@ export async function runWatch(
 /** The `watch` command. */
 export const watchCommand: Command = {
   name: "watch",
-  summary: "Replicate databases continuously (WAL → LTX → S3 or a directory)",
   help: HELP,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("watch", args, WATCH_OPTIONS);
