@@ -2,10 +2,12 @@
  * Fast decoding of one snapshot LTX file straight into a database file, for the common restore whose plan is
  * a single snapshot. Two forms:
  * - {@link decodeSnapshotFast}: sequential, over any chunk stream;
- * - {@link decodeSnapshotParallel}: a local file split in two at a frame boundary taken from its page index;
- *   the caller's thread decodes the first half while a Worker (`worker.ts`) decodes the second, each writing
- *   its own region of the output and hashing its own bytes. The file checksum is still verified over the
- *   whole file: the two CRCs are joined with {@link crc64Combine} (the "shift by n zero bytes" operator).
+ * - {@link decodeSnapshotParallel}: a local file cut into segments of ~16 MiB at frame boundaries taken from
+ *   its page index; the caller's thread claims segments from the start of the file while a Worker
+ *   (`worker.ts`) claims them from the end, each writing its own region of the output and hashing its own
+ *   bytes, so the faster thread does more and neither waits for the other. The file checksum is still
+ *   verified over the whole file: the segments' CRCs are joined with {@link crc64Combine} (the "shift by n
+ *   zero bytes" operator).
  *
  * Both enforce every rule of the full decoder (`LtxDecoder` + `decodeDatabaseTo`) for block-encoded
  * snapshots: header, page order 1…commit without the lock page, compressed sizes, exact decompression, end
@@ -485,23 +487,73 @@ export function crc64Combine(crcA: bigint, crcB: bigint, lenB: number): bigint {
 /** Smallest local snapshot worth a Worker (its start-up costs ~50–100 ms of a busy second core). */
 export const PARALLEL_MIN_BYTES = 48 << 20;
 
+/** Default size of the runs of frames the two threads take turns to claim. */
+export const SEGMENT_BYTES = 16 << 20;
+
+/** One run of frames: bytes [start, end) of the LTX file, whose first frame is page `first`. */
+export interface Segment {
+  /** Offset of its first frame. */
+  start: number;
+  /** End offset (exclusive); the last segment ends after the end marker. */
+  end: number;
+  /** Page number of its first frame. */
+  first: number;
+}
+
+/**
+ * Claims the next unclaimed segment from the bottom (this thread: 0, 1, 2, …) or the top (the Worker: n−1,
+ * n−2, …) of the shared counter pair `state[0]` = `lo | hi << 16` (segments lo…hi−1 are unclaimed); −1
+ * when none is left. One compare-and-swap per claim, so each segment goes to exactly one thread, and the
+ * bottom thread's segments are always a prefix of the file (it writes them through one sequential sink).
+ */
+export function claimSegment(state: Int32Array, fromTop: boolean): number {
+  while (true) {
+    const s = Atomics.load(state, 0);
+    const lo = s & 0xffff;
+    const hi = s >>> 16;
+    if (lo >= hi) return -1;
+    const next = fromTop ? lo | ((hi - 1) << 16) : (lo + 1) | (hi << 16);
+    if (Atomics.compareExchange(state, 0, s, next) === s) return fromTop ? hi - 1 : lo;
+  }
+}
+
+/** A counter pair for {@link claimSegment} with segments 0…n−1 unclaimed (n < 65536). */
+export function segmentClaims(n: number): Int32Array {
+  if (!Number.isInteger(n) || n < 1 || n > 0xffff) throw new RangeError(`segment count ${n}`);
+  const state = new Int32Array(new SharedArrayBuffer(4));
+  state[0] = n << 16;
+  return state;
+}
+
 /** The message a decode Worker receives. */
 export interface WorkerRequest {
   /** LTX file path. */
   ltxPath: string;
   /** Output database path (opened for writing by the worker; it writes only its own pages). */
   outPath: string;
-  /** Frame bytes [start, end) of the LTX file this worker decodes (the last run ends with the end marker). */
-  start: number;
-  /** End offset (exclusive). */
-  end: number;
-  /** Segment rules. */
+  /** Every segment of the file, in order. */
+  segments: Segment[];
+  /** The claim counters shared with the main thread ({@link claimSegment}, from the top). */
+  claims: Int32Array;
+  /** Segment rules (`first` is taken from each segment). */
   spec: SegmentSpec;
 }
 
-/** The message a decode Worker answers with. */
+/** One segment the Worker decoded. */
+export interface WorkerPart {
+  /** Index into the request's segments. */
+  index: number;
+  /** What the segment held. */
+  result: SegmentResult;
+  /** CRC-64 of the segment's hashed bytes (from a fresh CRC). */
+  crc: bigint;
+  /** Offset where its input ended. */
+  consumed: number;
+}
+
+/** The message a decode Worker answers with: the segments it claimed and decoded, in any order. */
 export type WorkerReply =
-  | { ok: true; result: SegmentResult; crc: bigint; consumed: number }
+  | { ok: true; parts: WorkerPart[] }
   | { ok: false; declined: string };
 
 /** Reads `n` bytes at `offset` of an open file (fewer only at end of file). */
@@ -527,14 +579,18 @@ export interface ParallelOptions {
   outPath: string;
   /** Checks the header against the object's name (throws). */
   checkHeader: (h: LtxHeader) => void;
-  /** Sink writing the output from offset 0 (the first half's pages). */
+  /** Sink writing the output from offset 0 (this thread's pages: a prefix of the database). */
   sink: ByteSink;
   /** Starts the decode Worker (injectable for tests). */
   spawn?: () => Worker;
   /** Aborting stops the decode with {@link InterruptedError}. */
   signal?: AbortSignal;
-  /** Called with the byte count of each chunk of the file read (the Worker's half: once, at its end). */
+  /** Called with the byte count of each chunk of the file read (the Worker's part: once, at its end). */
   onBytes?: (n: number) => void;
+  /** Target size of a segment ({@link SEGMENT_BYTES}; tests use small ones). */
+  segmentBytes?: number;
+  /** Told how many segments each thread decoded (for the debug log and tests). */
+  onSegments?: (mine: number, theirs: number) => void;
 }
 
 /**
@@ -573,12 +629,12 @@ function runWorker(w: Worker, req: WorkerRequest): Promise<WorkerReply> {
 
 /**
  * Decodes a local snapshot LTX file into the output with two threads. The page index (read first, from the
- * end of the file) gives a frame boundary near the middle; this thread decodes the frames before it, a
- * Worker those after it (up to the end marker), each writing its own pages of the output. Then everything
- * is checked as in the sequential path: each half's page order and exact extent, the index against the
- * frames, the file checksum (the halves' CRCs and the tail's, combined), the trailer and the post-apply
- * checksum. Writes through `sink` are complete when this resolves; the worker's writes are on disk
- * (unsynced) in the same file.
+ * end of the file) gives frame boundaries for segments ({@link splitSegments}); this thread claims them from
+ * the bottom, a Worker from the top ({@link claimSegment}), each writing its own pages of the output. Then
+ * everything is checked as in the sequential path: each segment's page order and exact extent, the index
+ * against the frames, the file checksum (the segments' CRCs and the tail's, combined), the trailer and the
+ * post-apply checksum. Writes through `sink` are complete when this resolves; the worker's writes are on
+ * disk (unsynced) in the same file.
  */
 export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<LtxHeader> {
   const { ltxPath, name } = opts;
@@ -623,70 +679,119 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
   const ps = h.pageSize;
   const lock = lockPgno(ps);
   const checksums = (h.flags & HEADER_FLAG_NO_CHECKSUM) === 0;
-  const middle = (HEADER_SIZE + endMarker) / 2;
-  const k = entries.findIndex((e) => e.offset >= middle);
-  if (k <= 0) throw new FastPathDeclined("no split point");
-  const split = entries[k];
-  if (split.offset <= HEADER_SIZE || split.offset >= endMarker || split.pgno < 2) {
-    throw new FastPathDeclined("bad split point");
-  }
-
+  const segments = splitSegments(entries, endMarker, lock === 1 ? 2 : 1, opts.segmentBytes ?? SEGMENT_BYTES);
+  const claims = segmentClaims(segments.length);
   const worker = (opts.spawn ?? spawnDecodeWorker)();
   try {
-    const second = runWorker(worker, {
-      ltxPath,
-      outPath: opts.outPath,
-      start: split.offset,
-      end: endMarker + PAGE_HEADER_SIZE,
-      spec: { pageSize: ps, commit: h.commit, first: split.pgno, checksums, name },
-    });
+    const spec = { pageSize: ps, commit: h.commit, first: 0, checksums, name };
+    const second = runWorker(worker, { ltxPath, outPath: opts.outPath, segments, claims, spec });
+    // This thread takes segments from the bottom, the Worker from the top, until they meet: whichever is
+    // faster (the Worker needs ~50–100 ms to start) decodes more. This thread's segments are a prefix of
+    // the file, so one CRC runs over them in order and the sink writes sequentially.
     const crc = new Crc64().update(hb);
-    const r = new ChunkReader(
-      abortable(readRange(ltxPath, HEADER_SIZE, split.offset), opts.signal, opts.onBytes),
-      HEADER_SIZE,
-    );
-    let a: SegmentResult;
-    try {
-      a = await decodeSegment(
-        r,
-        {
-          pageSize: ps,
-          commit: h.commit,
-          first: lock === 1 ? 2 : 1,
-          checksums,
-          name,
-        },
-        crc,
-        opts.sink,
+    const mine: SegmentResult[] = [];
+    for (let i = claimSegment(claims, false); i >= 0; i = claimSegment(claims, false)) {
+      const seg = segments[i];
+      const r = new ChunkReader(
+        abortable(readRange(ltxPath, seg.start, seg.end), opts.signal, opts.onBytes),
+        seg.start,
       );
-    } finally {
-      await r.close();
+      try {
+        const res = await decodeSegment(r, { ...spec, first: seg.first }, crc, opts.sink);
+        checkSegmentEnd(segments, i, res, r.offset, h.commit);
+        mine.push(res);
+      } finally {
+        await r.close();
+      }
     }
-    const b = await second;
-    if (!b.ok) throw new FastPathDeclined(b.declined);
-    opts.onBytes?.(HEADER_SIZE + (b.consumed - split.offset) + rest.length);
-    if (a.ended || r.offset !== split.offset || a.next !== split.pgno) {
-      throw new FastPathDeclined("first half does not end at the split");
-    }
-    if (!b.result.ended || b.consumed !== endMarker + PAGE_HEADER_SIZE) {
-      throw new FastPathDeclined("second half does not end at the end marker");
-    }
-    if (b.result.next <= h.commit) throw new FastPathDeclined("snapshot ends before its last page");
+    // Nothing claimed from the top: the Worker has nothing to report (and may not even have started).
+    const theirs = Atomics.load(claims, 0) >>> 16 === segments.length ? [] : await second.then((b) => {
+      if (!b.ok) throw new FastPathDeclined(b.declined);
+      return b.parts;
+    });
+    theirs.sort((x, y) => x.index - y.index);
+    if (mine.length + theirs.length !== segments.length) throw new FastPathDeclined("segments missing");
+    let fileCrc = crc.digest();
+    let xor = mine.reduce((x, m) => x ^ m.xor, 0n);
+    let workerBytes = 0;
+    const results = [...mine];
+    theirs.forEach((part, k) => {
+      const i = mine.length + k;
+      if (part.index !== i) throw new FastPathDeclined("segments out of order");
+      checkSegmentEnd(segments, i, part.result, part.consumed, h.commit);
+      fileCrc = crc64Combine(fileCrc, part.crc, part.result.hashed);
+      xor ^= part.result.xor;
+      workerBytes += segments[i].end - segments[i].start;
+      results.push(part.result);
+    });
+    opts.onBytes?.(HEADER_SIZE + workerBytes + rest.length);
+    opts.onSegments?.(mine.length, theirs.length);
     const frames = {
-      pgnos: a.pgnos.concat(b.result.pgnos),
-      offsets: a.offsets.concat(b.result.offsets),
-      sizes: a.sizes.concat(b.result.sizes),
+      pgnos: results.flatMap((x) => x.pgnos),
+      offsets: results.flatMap((x) => x.offsets),
+      sizes: results.flatMap((x) => x.sizes),
     };
-    const crcPages = crc64Combine(crc.digest(), b.crc, b.result.hashed);
+    const crcPages = fileCrc;
     checkTail(
       h,
       rest,
       frames,
       (covered) => crc64Combine(crcPages, new Crc64().update(covered).digest(), covered.length),
-      CHECKSUM_FLAG | (a.xor ^ b.result.xor),
+      CHECKSUM_FLAG | xor,
     );
     return h;
   } finally {
     worker.terminate();
+  }
+}
+
+/**
+ * Cuts the frames [HEADER_SIZE, end marker] into segments of about `target` bytes at frame boundaries taken
+ * from the page index (which is untrusted here: each boundary must lie strictly inside the frames and after
+ * the previous one; the decoders then check every frame against it and the index against the frames).
+ */
+export function splitSegments(
+  entries: { pgno: number; offset: number }[],
+  endMarker: number,
+  firstPgno: number,
+  target: number,
+): Segment[] {
+  const span = endMarker - HEADER_SIZE;
+  const size = Math.max(target, Math.ceil(span / 0xfff0), 1);
+  const starts: { start: number; first: number }[] = [{ start: HEADER_SIZE, first: firstPgno }];
+  let want = HEADER_SIZE + size;
+  for (const e of entries) {
+    if (e.offset < want) continue;
+    if (e.offset >= endMarker) break;
+    if (e.offset <= starts[starts.length - 1].start || e.pgno < 2) {
+      throw new FastPathDeclined("bad split point");
+    }
+    starts.push({ start: e.offset, first: e.pgno });
+    want = e.offset + size;
+  }
+  return starts.map((x, i) => ({
+    start: x.start,
+    end: i + 1 < starts.length ? starts[i + 1].start : endMarker + PAGE_HEADER_SIZE,
+    first: x.first,
+  }));
+}
+
+/** Checks that segment `i` ended exactly where the next begins (the last: after the end marker). */
+function checkSegmentEnd(
+  segments: Segment[],
+  i: number,
+  res: SegmentResult,
+  consumed: number,
+  commit: number,
+) {
+  const seg = segments[i];
+  if (consumed !== seg.end) throw new FastPathDeclined(`segment ${i} does not end at its boundary`);
+  if (i + 1 < segments.length) {
+    if (res.ended || res.next !== segments[i + 1].first) {
+      throw new FastPathDeclined(`segment ${i} does not continue into segment ${i + 1}`);
+    }
+  } else {
+    if (!res.ended) throw new FastPathDeclined("last segment does not end with the end marker");
+    if (res.next <= commit) throw new FastPathDeclined("snapshot ends before its last page");
   }
 }

@@ -1,6 +1,7 @@
 /**
- * `parallel.ts`: CRC-64 combination (property), and the two-thread snapshot decode with a real Worker:
- * byte-identical output, and a flipped byte in either half (or anywhere) never accepted.
+ * `parallel.ts`: CRC-64 combination (property), segment claiming, and the two-thread snapshot decode with a
+ * real Worker: byte-identical output for any segment size, a Worker that never starts (this thread decodes
+ * everything), and a flipped byte anywhere never accepted.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -10,7 +11,14 @@ import { verifyLtx } from "../ltx/decoder.ts";
 import type { ByteSink } from "../ltx/encoder.ts";
 import type { LtxHeader } from "../ltx/types.ts";
 import { writeAll } from "../util/fs.ts";
-import { crc64Combine, decodeSnapshotParallel, FastPathDeclined } from "./parallel.ts";
+import {
+  claimSegment,
+  crc64Combine,
+  decodeSnapshotParallel,
+  FastPathDeclined,
+  segmentClaims,
+  spawnDecodeWorker,
+} from "./parallel.ts";
 import { buildHistory, type DbHistory, ltxFor } from "./testing.ts";
 
 Deno.test("crc64Combine: crc(a ‖ b) from crc(a), crc(b) and |b|, for random data and splits", () => {
@@ -44,7 +52,11 @@ function history(dir: string): DbHistory {
 }
 
 /** Runs decodeSnapshotParallel on `ltx` into a fresh file; the output bytes, or the error. */
-async function parallelDecode(dir: string, ltx: Uint8Array): Promise<Uint8Array | unknown> {
+async function parallelDecode(
+  dir: string,
+  ltx: Uint8Array,
+  opts: { segmentBytes?: number; spawn?: () => Worker; split?: number[] } = {},
+): Promise<Uint8Array | unknown> {
   const ltxPath = `${dir}/snap.ltx`;
   const outPath = `${dir}/out-${crypto.randomUUID()}.db`;
   await Deno.writeFile(ltxPath, ltx);
@@ -57,6 +69,9 @@ async function parallelDecode(dir: string, ltx: Uint8Array): Promise<Uint8Array 
       outPath,
       checkHeader: (h: LtxHeader) => assert.equal(h.minTXID, 1),
       sink,
+      segmentBytes: opts.segmentBytes ?? 64 << 10,
+      spawn: opts.spawn,
+      onSegments: (mine, theirs) => opts.split?.push(mine, theirs),
     });
     out.close();
     return await Deno.readFile(outPath);
@@ -68,14 +83,64 @@ async function parallelDecode(dir: string, ltx: Uint8Array): Promise<Uint8Array 
   }
 }
 
-Deno.test("decodeSnapshotParallel: two threads restore the snapshot byte for byte", async () => {
+Deno.test("claimSegment: every segment goes to exactly one side; the bottom side's are a prefix", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 300 }), fc.array(fc.boolean(), { maxLength: 400 }), (n, turns) => {
+      const claims = segmentClaims(n);
+      const bottom: number[] = [];
+      const top: number[] = [];
+      for (const fromTop of [...turns, ...Array(n).fill(false)]) {
+        const i = claimSegment(claims, fromTop);
+        if (i >= 0) (fromTop ? top : bottom).push(i);
+      }
+      assert.equal(claimSegment(claims, true), -1);
+      assert.deepEqual(bottom, bottom.map((_, k) => k), "bottom claims 0, 1, 2, …");
+      assert.deepEqual(top, top.map((_, k) => n - 1 - k), "top claims n−1, n−2, …");
+      assert.equal(bottom.length + top.length, n);
+    }),
+  );
+  assert.throws(() => segmentClaims(0), RangeError);
+  assert.throws(() => segmentClaims(0x10000), RangeError);
+});
+
+Deno.test("decodeSnapshotParallel: two threads restore the snapshot byte for byte, for any segment size", async () => {
   const dir = await Deno.makeTempDir({ prefix: "walrust-parallel-" });
   try {
     const h = history(dir);
     const ltx = await ltxFor(h, 1, 1);
-    const got = await parallelDecode(dir, ltx);
+    const split: number[] = [];
+    const got = await parallelDecode(dir, ltx, { segmentBytes: 16 << 10, split });
     assert.ok(got instanceof Uint8Array, `decoded: ${got}`);
     assert.deepEqual(got, h.states[1]);
+    assert.ok(split[0] + split[1] > 10, `many segments: ${split}`);
+    for (const segmentBytes of [1, 4096, 100_000, 1 << 20, ltx.length]) {
+      const out = await parallelDecode(dir, ltx, { segmentBytes });
+      assert.ok(out instanceof Uint8Array, `segments of ${segmentBytes}: ${out}`);
+      assert.deepEqual(out, h.states[1], `segments of ${segmentBytes}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("decodeSnapshotParallel: a Worker that never starts leaves every segment to this thread", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-parallel-" });
+  try {
+    const h = history(dir);
+    const ltx = await ltxFor(h, 1, 1);
+    const split: number[] = [];
+    // A worker that ignores messages: nothing is claimed from the top, so its answer is not awaited.
+    const silent = () => new Worker("data:text/javascript,", { type: "module" });
+    const got = await parallelDecode(dir, ltx, { spawn: silent, split });
+    assert.ok(got instanceof Uint8Array, `decoded: ${got}`);
+    assert.deepEqual(got, h.states[1]);
+    assert.equal(split[1], 0);
+    assert.ok(split[0] > 1);
+    // And a real worker that answers: together they decode every segment exactly once.
+    const both: number[] = [];
+    const out = await parallelDecode(dir, ltx, { spawn: spawnDecodeWorker, split: both });
+    assert.deepEqual(out, h.states[1]);
+    assert.equal(both[0] + both[1], split[0]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

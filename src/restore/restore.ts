@@ -653,6 +653,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
           sink,
           signal,
           onBytes,
+          onSegments: (mine, theirs) => logger.debug("parallel snapshot decode", { mine, theirs }),
         });
         await sink.flush();
       } catch (err) {

@@ -1,16 +1,24 @@
 /**
- * The decode Worker of `parallel.ts`: decodes one run of frames of a local snapshot LTX file
- * ({@link WorkerRequest}) with `decodeSegment`, writes its pages into the output file at their own offset
- * through its own file handle, and answers with the frames read, the run's CRC-64 and byte count
- * ({@link WorkerReply}). Any failure is an answer, never an exception: the restore then decodes the file
- * again with the full decoder.
+ * The decode Worker of `parallel.ts`: claims segments of a local snapshot LTX file from the top
+ * ({@link WorkerRequest}, `claimSegment`) until none is left, decodes each with `decodeSegment`, writes its
+ * pages into the output file at their own offset through its own file handle, and answers with the frames
+ * read, each segment's CRC-64 and end ({@link WorkerReply}). Any failure is an answer, never an exception:
+ * the restore then decodes the file again with the full decoder.
  *
  * @module
  */
 
 import { Crc64 } from "../ltx/checksum.ts";
 import { writeAll } from "../util/fs.ts";
-import { ChunkReader, decodeSegment, readRange, type WorkerReply, type WorkerRequest } from "./parallel.ts";
+import {
+  ChunkReader,
+  claimSegment,
+  decodeSegment,
+  readRange,
+  type WorkerPart,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./parallel.ts";
 
 /** The worker's global scope (typed here: the project compiles with the window library). */
 const scope = self as unknown as {
@@ -19,32 +27,37 @@ const scope = self as unknown as {
   close(): void;
 };
 
-/** Decodes the requested run; every failure becomes a `declined` answer. */
+/** Decodes the segments it can claim; every failure becomes a `declined` answer. */
 async function handle(req: WorkerRequest): Promise<WorkerReply> {
   let out: Deno.FsFile | undefined;
+  const parts: WorkerPart[] = [];
   try {
-    out = await Deno.open(req.outPath, { write: true });
-    await out.seek((req.spec.first - 1) * req.spec.pageSize, Deno.SeekMode.Start);
-    const file = out;
-    // One write in flight while the next chunk decodes (chunks are fresh: the sink may keep them).
-    let pending: Promise<void> = Promise.resolve();
-    const sink = {
-      async write(chunk: Uint8Array): Promise<void> {
+    for (let i = claimSegment(req.claims, true); i >= 0; i = claimSegment(req.claims, true)) {
+      const seg = req.segments[i];
+      out ??= await Deno.open(req.outPath, { write: true });
+      await out.seek((seg.first - 1) * req.spec.pageSize, Deno.SeekMode.Start);
+      const file = out;
+      // One write in flight while the next chunk decodes (chunks are fresh: the sink may keep them).
+      let pending: Promise<void> = Promise.resolve();
+      const sink = {
+        async write(chunk: Uint8Array): Promise<void> {
+          await pending;
+          pending = writeAll(file, chunk);
+          pending.catch(() => {}); // awaited (and thrown) by the next write or the end
+        },
+      };
+      const crc = new Crc64();
+      const r = new ChunkReader(readRange(req.ltxPath, seg.start, seg.end), seg.start);
+      try {
+        const result = await decodeSegment(r, { ...req.spec, first: seg.first }, crc, sink);
         await pending;
-        pending = writeAll(file, chunk);
-        pending.catch(() => {}); // awaited (and thrown) by the next write or the end
-      },
-    };
-    const crc = new Crc64();
-    const r = new ChunkReader(readRange(req.ltxPath, req.start, req.end), req.start);
-    try {
-      const result = await decodeSegment(r, req.spec, crc, sink);
-      await pending;
-      return { ok: true, result, crc: crc.digest(), consumed: r.offset };
-    } finally {
-      await pending.catch(() => {});
-      await r.close();
+        parts.push({ index: i, result, crc: crc.digest(), consumed: r.offset });
+      } finally {
+        await pending.catch(() => {});
+        await r.close();
+      }
     }
+    return { ok: true, parts };
   } catch (err) {
     return { ok: false, declined: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
   } finally {
