@@ -83,6 +83,20 @@ class CountingClient extends ReplicaClient {
     this.#onBytes = onBytes;
   }
 
+  /** Keys already counted by {@link readLtxFile} (an output is read back once after it is written). */
+  readonly #counted = new Set<string>();
+
+  /** Small sources are read whole (compactStep): counted once per file. */
+  override async readLtxFile(level: number, minTXID: number, maxTXID: number): Promise<Uint8Array> {
+    const bytes = await super.readLtxFile(level, minTXID, maxTXID);
+    const key = this.ltxKey(level, minTXID, maxTXID);
+    if (!this.#counted.has(key)) {
+      this.#counted.add(key);
+      this.#onBytes(bytes.byteLength);
+    }
+    return bytes;
+  }
+
   override async openLtxFile(
     level: number,
     minTXID: number,

@@ -42,6 +42,9 @@ export const MAX_SOURCES_PER_FILE = 256;
 /** Most outputs per level in one {@link runCompaction} call (a backlog is worked off over several calls). */
 export const MAX_ROUNDS_PER_LEVEL = 64;
 
+/** Sources up to this size are read whole rather than streamed. */
+const SMALL_SOURCE_BYTES = 1 << 20;
+
 /** One compaction level and its interval. */
 export interface LevelSchedule {
   /** Destination level (1…8). */
@@ -271,6 +274,11 @@ export async function compactStep(
   const started = performance.now();
   const readers = new Set<ReadableStreamDefaultReader<Uint8Array>>();
   async function* chunksOf(f: LtxFileInfo): AsyncGenerator<Uint8Array> {
+    // Small files (every L0 file, typically) in one read: a stream per file costs more than its bytes.
+    if (f.size <= SMALL_SOURCE_BYTES) {
+      yield await client.readLtxFile(f.level, f.minTXID, f.maxTXID);
+      return;
+    }
     const reader = (await client.openLtxFile(f.level, f.minTXID, f.maxTXID)).getReader();
     readers.add(reader);
     try {

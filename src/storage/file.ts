@@ -177,8 +177,11 @@ export class FileObjectStore implements ObjectStore {
       await this.#ensureDir(dirOf(path));
       await this.#putOnce(key, path, body, options);
     }
-    const st = await Deno.stat(path).catch(() => null);
-    return { etag: st ? etagOf(st) : undefined };
+    let etag: string | undefined;
+    try {
+      etag = etagOf(Deno.statSync(path));
+    } catch { /* replaced or removed meanwhile: no ETag to report */ }
+    return { etag };
   }
 
   async #putOnce(key: string, path: string, body: Uint8Array, options?: PutOptions): Promise<void> {

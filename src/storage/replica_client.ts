@@ -209,13 +209,10 @@ export class ReplicaClient {
     opts: { timestamp: number },
   ): Promise<LtxFileInfo> {
     const key = this.ltxKey(level, minTXID, maxTXID);
-    await this.store.put(key, data, {
-      metadata: {
-        [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp),
-        [SHA256_METADATA_KEY]: sha256Hex(data),
-      },
-      mtime: new Date(opts.timestamp),
-    });
+    // A directory has nowhere to keep metadata: the digest is computed only for stores that keep it.
+    const metadata: Record<string, string> = { [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp) };
+    if (this.store.kind !== "file") metadata[SHA256_METADATA_KEY] = sha256Hex(data);
+    await this.store.put(key, data, { metadata, mtime: new Date(opts.timestamp) });
     return { level, minTXID, maxTXID, size: data.byteLength, createdAt: new Date(opts.timestamp), key };
   }
 

@@ -7,11 +7,15 @@
 
 import { localIoError } from "../errors.ts";
 
-/** fsyncs a directory so that a rename or unlink inside it survives a crash. */
+/**
+ * fsyncs a directory so that a rename or unlink inside it survives a crash. Opening and closing are
+ * synchronous (microseconds, and a thread-pool round trip costs more CPU than the call); only the fsync,
+ * which waits for the disk, runs off the event loop.
+ */
 export async function fsyncDir(dir: string): Promise<void> {
   let f: Deno.FsFile | undefined;
   try {
-    f = await Deno.open(dir, { read: true });
+    f = Deno.openSync(dir, { read: true });
     await f.sync();
   } catch (err) {
     // Some file systems refuse fsync on directories (EINVAL); the rename itself has happened.
@@ -41,10 +45,18 @@ export function tempPathFor(path: string): string {
   return `${dirOf(path)}/.${baseOf(path)}.${Deno.pid}-${rand}.tmp`;
 }
 
+/** Bodies up to this size are written with one synchronous call (see {@link writeFileAtomic}). */
+const SYNC_WRITE_BYTES = 1 << 20;
+
 /**
  * Writes `data` (bytes, or chunks from an async iterable) to `path` atomically: temp file, fsync, rename,
  * directory fsync. On any failure the temp file is removed and the old `path` (if any) is untouched.
  * Errors are mapped to typed local I/O errors naming `path` (disk full, read-only, permission).
+ *
+ * The steps that only touch the page cache or metadata (open, a small write, close, utime, rename) are
+ * synchronous: each async file call is a round trip through Deno's blocking thread pool, which cost more CPU
+ * than the call itself (an L0 upload to a directory: 0.73 → 0.35 ms of CPU, bench in the commit message of
+ * this change). The two fsyncs, which wait for the disk, stay asynchronous.
  */
 export async function writeFileAtomic(
   path: string,
@@ -54,8 +66,10 @@ export async function writeFileAtomic(
   const tmp = tempPathFor(path);
   let f: Deno.FsFile | undefined;
   try {
-    f = await Deno.open(tmp, { write: true, createNew: true, mode: options?.mode ?? 0o644 });
-    if (data instanceof Uint8Array) {
+    f = Deno.openSync(tmp, { write: true, createNew: true, mode: options?.mode ?? 0o644 });
+    if (data instanceof Uint8Array && data.length <= SYNC_WRITE_BYTES) {
+      writeAllSync(f, data);
+    } else if (data instanceof Uint8Array) {
       await writeAll(f, data);
     } else {
       for await (const chunk of data) await writeAll(f, chunk);
@@ -63,16 +77,24 @@ export async function writeFileAtomic(
     await f.sync();
     f.close();
     f = undefined;
-    if (options?.mtime) await Deno.utime(tmp, options.mtime, options.mtime);
-    await Deno.rename(tmp, path);
+    if (options?.mtime) Deno.utimeSync(tmp, options.mtime, options.mtime);
+    Deno.renameSync(tmp, path);
   } catch (err) {
     try {
       f?.close();
     } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* never created, or already gone */ }
     throw localIoError(err, path, "write");
   }
   await fsyncDir(dirOf(path));
+}
+
+/** Writes every byte of `data` to `f` synchronously. */
+export function writeAllSync(f: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) off += f.writeSync(data.subarray(off));
 }
 
 /** Writes every byte of `data` to `f` (Deno's `write` may write fewer bytes than asked). */
