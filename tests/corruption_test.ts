@@ -9,9 +9,11 @@
  * encodings, is mutated (four single-bit flips and the full inversion per byte) and decoded in-process. The
  * inversion is detected at every offset. Of the bit flips, a few inside LZ4 *match offsets* decode to exactly
  * the same page (a run of equal bytes copied from a different distance): LTX's file checksum covers the
- * decompressed pages, so no reader can see those, and the restored database is byte-identical. The test
- * checks that each such case is harmless (same pages, same header and trailer) and lies inside a compressed
- * payload; on S3 the stored sha256 catches even those (last test).
+ * decompressed pages, so no LTX rule can see those (the restored database would be byte-identical). The
+ * codec test checks that each such case is harmless (same pages, same header and trailer) and lies inside a
+ * compressed payload; then every one of them is planted in a directory replica, where the SHA-256 recorded
+ * beside each file catches it (restore and the store's reads refuse: 100 % detected), and on S3 the stored
+ * sha256 metadata does the same (last tests).
  */
 import assert from "node:assert/strict";
 import { runInProcess, runProcess } from "./support/cli.ts";
@@ -24,6 +26,7 @@ import { FileObjectStore } from "../src/storage/file.ts";
 import { openObjectStore } from "../src/storage/open.ts";
 import { ReplicaClient } from "../src/storage/replica_client.ts";
 import { type DbHistory, ltxFor, putLtx, sampleHistory } from "../src/restore/testing.ts";
+import { restoreDatabase } from "../src/restore/restore.ts";
 
 configureLogging({ level: "error" });
 
@@ -81,6 +84,7 @@ async function sweep(file: Uint8Array): Promise<{
   mutations: number;
   detected: number;
   harmless: number;
+  harmlessCases: [number, number][];
   problems: string[];
 }> {
   const orig = await decodeAll(file);
@@ -88,6 +92,7 @@ async function sweep(file: Uint8Array): Promise<{
   let mutations = 0;
   let detected = 0;
   let harmless = 0;
+  const harmlessCases: [number, number][] = [];
   const problems: string[] = [];
   for (let i = 0; i < file.length; i++) {
     for (const mask of MASKS) {
@@ -113,34 +118,73 @@ async function sweep(file: Uint8Array): Promise<{
         problems.push(`offset ${i} ^0x${mask.toString(16)}: decoded to DIFFERENT pages undetected`);
       } else if (!inPayload(i)) {
         problems.push(`offset ${i} ^0x${mask.toString(16)}: undetected outside a payload`);
-      } else harmless++;
+      } else {
+        harmless++;
+        harmlessCases.push([i, mask]);
+      }
     }
   }
-  return { mutations, detected, harmless, problems };
+  return { mutations, detected, harmless, harmlessCases, problems };
 }
 
-Deno.test("corruption codec: every byte of a real snapshot and incremental file, both encodings — detected or provably harmless", async () => {
+Deno.test("corruption: every single-byte mutation of real snapshot and incremental files, both encodings, is detected — by the LTX checks, or (decoding to identical pages) by the directory replica's recorded sha256", async () => {
   await withDir(async (dir) => {
     const h = smallHistory(dir);
     let total = 0;
     let detected = 0;
-    let harmless = 0;
+    let byDigest = 0;
     for (const pageEncoding of ["block", "frame"] as const) {
-      for (const [min, max] of [[1, 6], [4, 5]]) {
+      // A directory replica restorable at TXID 6 through both files under test: L9 1-6 alone, and
+      // L9 1-3 + L0 4-5 + L0 6 (restore reads them all from disk, where the sidecars are checked).
+      const root = `${dir}/replica-${pageEncoding}`;
+      const client = new ReplicaClient(new FileObjectStore(root), "app");
+      for (const [level, min, max] of [[9, 1, 3], [0, 6, 6]]) {
+        await client.writeLtxFile(level, min, max, await ltxFor(h, min, max, { pageEncoding }), {
+          timestamp: h.times[max],
+        });
+      }
+      for (const [level, min, max] of [[9, 1, 6], [0, 4, 5]]) {
         const file = await ltxFor(h, min, max, { pageEncoding });
         const r = await sweep(file);
         assert.deepEqual(r.problems, [], `${pageEncoding} ${min}-${max}`);
         assert.ok(r.harmless <= r.mutations * 0.01, `${pageEncoding} ${min}-${max}: ${r.harmless} harmless`);
         total += r.mutations;
         detected += r.detected;
-        harmless += r.harmless;
+        assert.equal(r.detected + r.harmless, r.mutations);
+        // Every mutation the LTX checks cannot see, planted in the replica: refused, nothing written.
+        const info = await client.writeLtxFile(level, min, max, file, { timestamp: h.times[max] });
+        const path = `${root}/${info.key}`;
+        for (const [at, mask] of r.harmlessCases) {
+          const m = file.slice();
+          m[at] ^= mask;
+          await Deno.writeFile(path, m);
+          const out = `${dir}/out-${pageEncoding}-${min}-${at}-${mask}.db`;
+          await assert.rejects(
+            // The snapshot through the two-thread path (its third thread hashes the file), the rest sequential.
+            restoreDatabase(client, {
+              output: out,
+              integrityCheck: false,
+              parallelMinBytes: level === 9 ? 0 : undefined,
+            }),
+            (e: unknown) =>
+              e instanceof CorruptionError && /sha256/.test(e.message) && e.message.includes(info.key),
+            `${pageEncoding} ${min}-${max} offset ${at} ^0x${mask.toString(16)}`,
+          );
+          assert.equal(await Deno.stat(out).catch(() => null), null);
+          await assert.rejects(client.readLtxFile(level, min, max), CorruptionError);
+          byDigest++;
+        }
+        // Next, the incremental file: without the snapshot 1-6, restore reads 1-3, 4-5 and 6.
+        await client.deleteLtxFiles([{ level, minTXID: min, maxTXID: max }]);
       }
     }
     console.error(
-      `single-byte mutations: ${total}; detected ${detected} (${((100 * detected) / total).toFixed(3)} %); ` +
-        `${harmless} decode to identical pages (LZ4 match offsets inside runs of equal bytes)`,
+      `single-byte mutations: ${total}; detected by the LTX checks ${detected} (${
+        ((100 * detected) / total).toFixed(3)
+      } %); the other ${byDigest} (LZ4 match offsets inside runs of equal bytes, decoding to identical pages) ` +
+        `by the directory replica's sha256: ${detected + byDigest} of ${total} detected`,
     );
-    assert.equal(detected + harmless, total);
+    assert.equal(detected + byDigest, total);
   });
 });
 
@@ -341,32 +385,55 @@ Deno.test("corruption CLI: through the real binary (subprocess) too", async () =
   });
 });
 
+/** A mutation of `file` (offset, xor mask) that decodes to the same pages: the LTX checks cannot see it. */
+async function findHarmless(file: Uint8Array): Promise<[number, number]> {
+  const orig = await decodeAll(file);
+  for (const [a, b] of orig.payloads) {
+    for (let i = a; i < b; i++) {
+      for (const mask of [1, 2, 4, 8, 16]) {
+        const m = file.slice();
+        m[i] ^= mask;
+        try {
+          if (samePages((await decodeAll(m)).pages, orig.pages)) return [i, mask];
+        } catch { /* detected */ }
+      }
+    }
+  }
+  throw new Error("the sample file has no harmless mutation (the test needs one)");
+}
+
+Deno.test("corruption directory: a mutation that decodes identically is caught by the recorded sha256 (restore and verify exit 7)", async () => {
+  await withDir(async (dir) => {
+    const h = smallHistory(dir);
+    const file = await ltxFor(h, 1, 6);
+    const [at, mask] = await findHarmless(file);
+    const url = `${dir}/replica`;
+    const client = new ReplicaClient(new FileObjectStore(url), "app");
+    const info = await client.writeLtxFile(9, 1, 6, file, { timestamp: h.times[6] });
+    const path = `${url}/${info.key}`;
+    const stored = await Deno.readFile(path);
+    stored[at] ^= mask;
+    await Deno.writeFile(path, stored);
+    const r = await runProcess(["restore", "app", "-o", `${dir}/out.db`, "-b", url]);
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /sha256/);
+    assert.match(r.stderr, /0000000000000001-0000000000000006\.ltx/);
+    assert.equal(await Deno.stat(`${dir}/out.db`).catch(() => null), null);
+    const v = await runProcess(["verify", "app", "-b", url]);
+    assert.equal(v.code, 7, v.stdout + v.stderr);
+    assert.match(v.stdout + v.stderr, /sha256/);
+  });
+});
+
 Deno.test({
   name: "corruption S3: a mutation that decodes identically is still caught by the stored sha256 (exit 7)",
   sanitizeResources: false,
   async fn() {
     await withDir(async (dir) => {
       const h = smallHistory(dir);
-      // Find a harmless mutation of the snapshot (same pages after decoding) by sweeping its payloads.
       const file = await ltxFor(h, 1, 6);
-      const orig = await decodeAll(file);
-      let found: [number, number] | null = null;
-      search: for (const [a, b] of orig.payloads) {
-        for (let i = a; i < b; i++) {
-          for (const mask of [1, 2, 4, 8, 16]) {
-            const m = file.slice();
-            m[i] ^= mask;
-            try {
-              const got = await decodeAll(m);
-              if (samePages(got.pages, orig.pages)) {
-                found = [i, mask];
-                break search;
-              }
-            } catch { /* detected */ }
-          }
-        }
-      }
-      assert.ok(found, "the sample file has no harmless mutation (the test needs one)");
+      const found = await findHarmless(file);
       const s3 = await startS3rver();
       try {
         const store = openObjectStore({

@@ -556,6 +556,17 @@ export type WorkerReply =
   | { ok: true; parts: WorkerPart[] }
   | { ok: false; declined: string };
 
+/** Asks a Worker (the same module) for the SHA-256 of a whole file instead. */
+export interface HashRequest {
+  /** Discriminates it from a {@link WorkerRequest}. */
+  kind: "sha256";
+  /** The file. */
+  path: string;
+}
+
+/** The answer to a {@link HashRequest}: the hex digest, or why there is none. */
+export type HashReply = { ok: true; sha256: string } | { ok: false; declined: string };
+
 /** Reads `n` bytes at `offset` of an open file (fewer only at end of file). */
 async function readAt(f: Deno.FsFile, offset: number, n: number): Promise<Uint8Array> {
   const buf = new Uint8Array(n);
@@ -591,6 +602,13 @@ export interface ParallelOptions {
   segmentBytes?: number;
   /** Told how many segments each thread decoded (for the debug log and tests). */
   onSegments?: (mine: number, theirs: number) => void;
+  /**
+   * The file's recorded SHA-256 (a directory replica's sidecar): a third thread hashes the file while the
+   * two decode it, and a different digest declines the fast path (the sequential path then reports it).
+   */
+  sha256?: string;
+  /** Starts the hashing Worker (injectable for tests; default: the decode Worker module). */
+  spawnHasher?: () => Worker;
 }
 
 /**
@@ -681,6 +699,8 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
   const checksums = (h.flags & HEADER_FLAG_NO_CHECKSUM) === 0;
   const segments = splitSegments(entries, endMarker, lock === 1 ? 2 : 1, opts.segmentBytes ?? SEGMENT_BYTES);
   const claims = segmentClaims(segments.length);
+  const hasher = opts.sha256 ? (opts.spawnHasher ?? spawnDecodeWorker)() : null;
+  const hashed = hasher ? runHasher(hasher, { kind: "sha256", path: ltxPath }) : null;
   const worker = (opts.spawn ?? spawnDecodeWorker)();
   try {
     const spec = { pageSize: ps, commit: h.commit, first: 0, checksums, name };
@@ -739,10 +759,31 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
       (covered) => crc64Combine(crcPages, new Crc64().update(covered).digest(), covered.length),
       CHECKSUM_FLAG | xor,
     );
+    if (hashed) {
+      const digest = await hashed;
+      if (!digest.ok) throw new FastPathDeclined(digest.declined);
+      if (digest.sha256 !== opts.sha256?.toLowerCase()) {
+        throw new FastPathDeclined("sha256 differs from the recorded digest");
+      }
+    }
     return h;
   } finally {
     worker.terminate();
+    hasher?.terminate();
   }
+}
+
+/** Runs a {@link HashRequest} on a Worker; declines when the worker cannot start or fails. */
+function runHasher(w: Worker, req: HashRequest): Promise<HashReply> {
+  return new Promise((resolve) => {
+    w.onmessage = (e: MessageEvent<HashReply>) => resolve(e.data);
+    w.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      resolve({ ok: false, declined: `hash worker failed: ${e.message}` });
+    };
+    w.onmessageerror = () => resolve({ ok: false, declined: "hash worker reply unreadable" });
+    w.postMessage(req);
+  });
 }
 
 /**

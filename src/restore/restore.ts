@@ -19,6 +19,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import {
   ConflictError,
@@ -36,6 +37,7 @@ import type { ByteSink } from "../ltx/encoder.ts";
 import { formatLtxFilename, type LtxHeader } from "../ltx/types.ts";
 import { describeV3, findV3Root, restoreV3 } from "../litestream/v3_restore.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
+import { recordedSha256 } from "../storage/file.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
 import {
@@ -219,13 +221,23 @@ async function* download(
   signal: AbortSignal | undefined,
   open: Set<Canceller>,
   readAhead: number,
+  digestFailures: CorruptionError[],
 ): AsyncGenerator<Uint8Array> {
   if (signal?.aborted) throw new InterruptedError("restore interrupted");
   const localPath = client.store.localPath;
   if (localPath !== undefined) {
     // Buffers of half the read-ahead budget: three rotate, so a long plan's many open files stay bounded.
     const bufSize = Math.min(LOCAL_READ, Math.max(64 << 10, readAhead >> 1), f.size + 1);
-    yield* localDownload(client, f, localPath.call(client.store, f.key), bufSize, onBytes, signal, open);
+    yield* localDownload(
+      client,
+      f,
+      localPath.call(client.store, f.key),
+      bufSize,
+      onBytes,
+      signal,
+      open,
+      digestFailures,
+    );
     return;
   }
   let stream: ReadableStream<Uint8Array>;
@@ -267,6 +279,7 @@ async function* localDownload(
   onBytes: (n: number) => void,
   signal: AbortSignal | undefined,
   open: Set<Canceller>,
+  digestFailures: CorruptionError[],
 ): AsyncGenerator<Uint8Array> {
   let file: Deno.FsFile;
   try {
@@ -298,16 +311,35 @@ async function* localDownload(
   // as an unhandled rejection.
   const readInto = (buf: Uint8Array): Promise<{ n: number | null } | { err: unknown }> =>
     file.read(buf).then((n) => ({ n }), (err) => ({ err }));
+  // The digest recorded when the file was written (directory replicas: see src/storage/file.ts) catches
+  // changes that decode to the same pages, which no LTX rule can see. A mismatch is recorded rather than
+  // thrown: the decoder's own (more specific) error wins when it has one, and the restore fails on the
+  // recorded one after decoding otherwise (see `restoreDatabase`).
+  const expected = recordedSha256(path);
+  const hash = expected ? createHash("sha256") : null;
   let pending = readInto(bufs[0]);
   try {
     while (true) {
       const r = await pending;
       if (signal?.aborted || closed) throw new InterruptedError("restore interrupted");
       if ("err" in r) throw localIoError(r.err, path, "read");
-      if (r.n === null) return;
+      if (r.n === null) {
+        const actual = hash?.digest("hex");
+        if (actual !== undefined && actual !== expected) {
+          digestFailures.push(
+            new CorruptionError(
+              `sha256 ${actual} of the file differs from its recorded sha256 ${expected}: the file changed ` +
+                `after it was written (disk damage or an edit)`,
+              { object: f.key },
+            ),
+          );
+        }
+        return;
+      }
       const chunk = bufs[turn].subarray(0, r.n);
       turn = (turn + 1) % bufs.length;
       pending = readInto(bufs[turn]);
+      hash?.update(chunk);
       onBytes(r.n);
       yield chunk;
     }
@@ -579,8 +611,10 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
   try {
     // Read-ahead per download: generous for a few files, bounded in total for many.
     const readAhead = Math.min(4 << 20, Math.max(256 << 10, Math.floor((32 << 20) / plan.length)));
+    // Local files whose bytes differ from their recorded digest (see localDownload).
+    const digestFailures: CorruptionError[] = [];
     const decoderFor = (f: LtxFileInfo) =>
-      new LtxDecoder(download(client, f, onBytes, signal, open, readAhead), f.key);
+      new LtxDecoder(download(client, f, onBytes, signal, open, readAhead, digestFailures), f.key);
     const withHeaderCheck = async (pairs: [LtxDecoder, LtxFileInfo][]) => {
       // Reading the headers first opens every download at once and checks names before any page is merged.
       const hs = await Promise.all(pairs.map(([d]) => d.readHeader()));
@@ -628,6 +662,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
     let sink = fileSink(out, tmp, true);
     /** Discards what a fast path wrote: a new, empty output file and sink. */
     const restart = async (): Promise<void> => {
+      digestFailures.length = 0;
       await sink.flush().catch(() => {});
       out?.close();
       out = undefined;
@@ -650,6 +685,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
           name: single.key,
           outPath: tmp,
           checkHeader: (h) => checkHeaderMatchesName(h, single),
+          sha256: recordedSha256(localPath.call(client.store, single.key)),
           sink,
           signal,
           onBytes,
@@ -666,7 +702,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
     if (header === null && single) {
       try {
         header = await decodeSnapshotFast(
-          download(client, single, onBytes, signal, open, readAhead),
+          download(client, single, onBytes, signal, open, readAhead, digestFailures),
           single.key,
           (h) => checkHeaderMatchesName(h, single),
           sink,
@@ -695,6 +731,8 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
         : await compactToDatabase(inputs, sink);
       await sink.flush();
     }
+    // Every file decoded cleanly; one whose bytes differ from their recorded digest still fails the restore.
+    if (digestFailures.length > 0) throw digestFailures[0];
     try {
       await out.sync();
     } catch (err) {

@@ -11,7 +11,7 @@ import { decodeDatabaseTo, LtxDecoder, verifyLtx } from "../ltx/decoder.ts";
 import { type ByteSink, LtxEncoder } from "../ltx/encoder.ts";
 import { lockPgno, type LtxHeader } from "../ltx/types.ts";
 import { configureLogging, type Logger } from "../observe/log.ts";
-import { FileObjectStore } from "../storage/file.ts";
+import { FileObjectStore, sidecarPath } from "../storage/file.ts";
 import { MemoryObjectStore } from "../storage/memory.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
 import { restoreDatabase } from "./restore.ts";
@@ -215,6 +215,9 @@ Deno.test("restore fast path: any flipped byte is rejected with the full decoder
     const path = `${root}/${info.key}`;
     const outDir = `${dir}/out`;
     await Deno.mkdir(outDir);
+    // This test pins the LTX checks (fast path = full decoder): without the digest sidecar, as in a replica
+    // Litestream wrote. The digest's own check: restore_test.ts.
+    await Deno.remove(sidecarPath(path));
 
     // The trailer's file checksum: the message is the full decoder's, naming the object.
     const trailerFlip = ltx.slice();
@@ -301,7 +304,9 @@ Deno.test("restore parallel path: two threads restore a local snapshot exactly; 
     assert.ok(!logger.lines.some((l) => l.includes("declined")), logger.lines.join("; "));
 
     // A flipped trailer byte: both fast paths decline, the full decoder reports it; nothing is left behind.
+    // (Without the digest sidecar: its own check is pinned in restore_test.ts.)
     const path = `${dir}/replica/${info.key}`;
+    await Deno.remove(sidecarPath(path));
     const bytes = await Deno.readFile(path);
     bytes[bytes.length - 1] ^= 0x40;
     await Deno.writeFile(path, bytes);

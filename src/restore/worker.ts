@@ -3,17 +3,22 @@
  * ({@link WorkerRequest}, `claimSegment`) until none is left, decodes each with `decodeSegment`, writes its
  * pages into the output file at their own offset through its own file handle, and answers with the frames
  * read, each segment's CRC-64 and end ({@link WorkerReply}). Any failure is an answer, never an exception:
- * the restore then decodes the file again with the full decoder.
+ * the restore then decodes the file again with the full decoder. Sent a {@link HashRequest} instead, it
+ * answers with the SHA-256 of the whole file (the digest check of a directory replica's snapshot, run beside
+ * the two decoding threads).
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { Crc64 } from "../ltx/checksum.ts";
 import { writeAll } from "../util/fs.ts";
 import {
   ChunkReader,
   claimSegment,
   decodeSegment,
+  type HashReply,
+  type HashRequest,
   readRange,
   type WorkerPart,
   type WorkerReply,
@@ -22,8 +27,8 @@ import {
 
 /** The worker's global scope (typed here: the project compiles with the window library). */
 const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
-  postMessage(message: WorkerReply): void;
+  onmessage: ((e: MessageEvent<WorkerRequest | HashRequest>) => void) | null;
+  postMessage(message: WorkerReply | HashReply): void;
   close(): void;
 };
 
@@ -67,6 +72,19 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
   }
 }
 
-scope.onmessage = (e: MessageEvent<WorkerRequest>) => {
-  void handle(e.data).then((reply) => scope.postMessage(reply));
+/** Hashes a whole file; every failure becomes a `declined` answer. */
+async function hashFile(req: HashRequest): Promise<HashReply> {
+  try {
+    const hash = createHash("sha256");
+    for await (const chunk of readRange(req.path, 0, Number.MAX_SAFE_INTEGER)) hash.update(chunk);
+    return { ok: true, sha256: hash.digest("hex") };
+  } catch (err) {
+    return { ok: false, declined: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+  }
+}
+
+scope.onmessage = (e: MessageEvent<WorkerRequest | HashRequest>) => {
+  const req = e.data;
+  if ("kind" in req && req.kind === "sha256") void hashFile(req).then((reply) => scope.postMessage(reply));
+  else void handle(req as WorkerRequest).then((reply) => scope.postMessage(reply));
 };

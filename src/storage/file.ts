@@ -11,18 +11,30 @@
  * A missing root reads as empty. On write the root is created if its parent exists; a missing parent is a
  * {@link BucketNotFoundError} (a mistyped path should not silently create a tree somewhere).
  *
+ * Digests: a put with `sha256` metadata (what S3 keeps as `x-amz-meta-sha256`) also writes a sidecar
+ * `.<name>.sha256` beside the file, holding the hex SHA-256 of its bytes; `head` reports it as metadata and
+ * `get`/`getStream` check the bytes against it ({@link CorruptionError} naming the object on a mismatch).
+ * That is what catches damage a format check cannot see: an LTX file checksum covers the decompressed pages,
+ * so a changed LZ4 match offset that still decodes to the same page passes every LTX rule. Listings skip
+ * sidecars, and so does Litestream (its file client ignores names that are not `<min>-<max>.ltx`). A
+ * sidecar is written after its file and is not fsynced: after a crash it may be missing or empty, which
+ * reads as "no digest" (the LTX checks still apply), never as a wrong digest; an overwrite removes the old
+ * sidecar durably before the new file is written.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import {
   BucketNotFoundError,
   ConflictError,
+  CorruptionError,
   LocalIoError,
   localIoError,
   NotFoundError,
   UsageError,
 } from "../errors.ts";
-import { dirOf, fsyncDir, tempPathFor, writeAll, writeFileAtomic } from "../util/fs.ts";
+import { dirOf, fsyncDir, tempPathFor, writeAll, writeAllSync, writeFileAtomic } from "../util/fs.ts";
 import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
@@ -39,6 +51,47 @@ export function isValidFileKey(key: string): boolean {
 /** Temp files of `writeFileAtomic` (`.<name>.<pid>-<rand>.tmp`) and Litestream's `<name>.tmp`. */
 function isTempName(name: string): boolean {
   return name.endsWith(".tmp");
+}
+
+/** The metadata key a sidecar holds (the same key S3 objects carry). */
+const DIGEST_KEY = "sha256";
+
+/** Sidecar names: `.<name>.sha256`. */
+function isSidecarName(name: string): boolean {
+  return name.startsWith(".") && name.endsWith(".sha256");
+}
+
+/** The path of the digest sidecar of the file at `path` (`<dir>/.<name>.sha256`). */
+export function sidecarPath(path: string): string {
+  return `${dirOf(path)}/.${path.slice(path.lastIndexOf("/") + 1)}.sha256`;
+}
+
+/**
+ * The SHA-256 recorded for the file at `path` (hex, lower case), or undefined when it has no usable sidecar.
+ * For readers that open replica files directly (restore's local fast paths).
+ */
+export function recordedSha256(path: string): string | undefined {
+  return readSidecar(path);
+}
+
+/** The digest recorded for `path`: 64 lower-case hex digits, or undefined (no sidecar, or an unusable one). */
+function readSidecar(path: string): string | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(sidecarPath(path));
+  } catch {
+    return undefined;
+  }
+  const hex = text.trim().toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
+}
+
+function digestMismatch(key: string, actual: string, expected: string): CorruptionError {
+  return new CorruptionError(
+    `sha256 ${actual} of the file differs from its recorded sha256 ${expected}: the file changed after it ` +
+      `was written (disk damage or an edit)`,
+    { object: key },
+  );
 }
 
 function etagOf(st: Deno.FileInfo): string {
@@ -100,7 +153,9 @@ export class FileObjectStore implements ObjectStore {
       for await (const e of Deno.readDir(dirPath)) {
         if (e.isSymlink || !SEGMENT_RE.test(e.name) || e.name === "." || e.name === "..") continue;
         if (e.isDirectory) entries.push({ name: e.name, sortKey: e.name + "/", dir: true });
-        else if (e.isFile && !isTempName(e.name)) entries.push({ name: e.name, sortKey: e.name, dir: false });
+        else if (e.isFile && !isTempName(e.name) && !isSidecarName(e.name)) {
+          entries.push({ name: e.name, sortKey: e.name, dir: false });
+        }
       }
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
@@ -129,34 +184,64 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  /** Reads a whole file; {@link NotFoundError} if absent. */
+  /**
+   * Reads a whole file; {@link NotFoundError} if absent, {@link CorruptionError} if its bytes differ from
+   * its recorded digest.
+   */
   async get(key: string): Promise<Uint8Array> {
     const path = this.localPath(key);
+    let bytes: Uint8Array;
     try {
-      return await Deno.readFile(path);
+      bytes = await Deno.readFile(path);
     } catch (err) {
       throw this.#readError(err, key, path);
     }
+    const expected = readSidecar(path);
+    if (expected) {
+      const actual = createHash("sha256").update(bytes).digest("hex");
+      if (actual !== expected) throw digestMismatch(key, actual, expected);
+    }
+    return bytes;
   }
 
-  /** Streams a file; {@link NotFoundError} if absent. The stream closes the file when done or cancelled. */
+  /**
+   * Streams a file; {@link NotFoundError} if absent. The stream closes the file when done or cancelled, and
+   * errors with {@link CorruptionError} at its end if the bytes differ from the recorded digest.
+   */
   async getStream(key: string): Promise<ReadableStream<Uint8Array>> {
     const path = this.localPath(key);
+    let f: Deno.FsFile;
     try {
-      const f = await Deno.open(path, { read: true });
-      return f.readable;
+      f = await Deno.open(path, { read: true });
     } catch (err) {
       throw this.#readError(err, key, path);
     }
+    const expected = readSidecar(path);
+    if (!expected) return f.readable;
+    const hash = createHash("sha256");
+    return f.readable.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, ctrl) {
+          hash.update(chunk);
+          ctrl.enqueue(chunk);
+        },
+        flush() {
+          const actual = hash.digest("hex");
+          if (actual !== expected) throw digestMismatch(key, actual, expected);
+        },
+      }),
+    );
   }
 
-  /** Size, mtime and synthetic ETag; null if absent. File objects have no user metadata. */
+  /** Size, mtime, synthetic ETag and the recorded `sha256` (the only metadata a file keeps); null if absent. */
   async head(key: string): Promise<ObjectHead | null> {
     const path = this.localPath(key);
     try {
       const st = await Deno.stat(path);
       if (!st.isFile) return null;
-      return { key, size: st.size, lastModified: st.mtime ?? new Date(0), etag: etagOf(st), metadata: {} };
+      const digest = readSidecar(path);
+      const metadata: Record<string, string> = digest ? { [DIGEST_KEY]: digest } : {};
+      return { key, size: st.size, lastModified: st.mtime ?? new Date(0), etag: etagOf(st), metadata };
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return null;
       throw localIoError(err, path, "stat");
@@ -165,10 +250,13 @@ export class FileObjectStore implements ObjectStore {
 
   /**
    * Writes a file atomically, creating directories below the root. `mtime` sets the modification time
-   * (Litestream: the LTX header timestamp). Metadata is ignored: a directory has nowhere to keep it.
+   * (Litestream: the LTX header timestamp). Of the metadata only `sha256` is kept, in a sidecar (see the
+   * module doc); it must be the digest of `body`.
    */
   async put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag?: string }> {
     const path = this.localPath(key);
+    // An old sidecar must not outlive the file it describes: remove it (durably) before the file changes.
+    await this.#removeSidecar(path);
     try {
       await this.#putOnce(key, path, body, options);
     } catch (err) {
@@ -177,6 +265,8 @@ export class FileObjectStore implements ObjectStore {
       await this.#ensureDir(dirOf(path));
       await this.#putOnce(key, path, body, options);
     }
+    const digest = options?.metadata?.[DIGEST_KEY];
+    if (digest && /^[0-9a-fA-F]{64}$/.test(digest)) this.#writeSidecar(path, digest.toLowerCase());
     let etag: string | undefined;
     try {
       etag = etagOf(Deno.statSync(path));
@@ -262,20 +352,58 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  /** Removes files; absent ones are ignored. Directories are fsynced so the deletions survive a crash. */
+  /**
+   * Removes files and their sidecars; absent ones are ignored. Directories are fsynced so the deletions
+   * survive a crash.
+   */
   async delete(keys: string[]): Promise<void> {
     const dirs = new Set<string>();
     for (const key of keys) {
       const path = this.localPath(key);
-      try {
-        await Deno.remove(path);
-        dirs.add(dirOf(path));
-      } catch (err) {
-        if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) continue;
-        throw localIoError(err, path, "delete");
+      for (const p of [path, sidecarPath(path)]) {
+        try {
+          await Deno.remove(p);
+          dirs.add(dirOf(p));
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) continue;
+          throw localIoError(err, p, "delete");
+        }
       }
     }
     for (const d of dirs) await fsyncDir(d);
+  }
+
+  /** Removes the sidecar of `path` if there is one, with a directory fsync (only then). */
+  async #removeSidecar(path: string): Promise<void> {
+    try {
+      Deno.removeSync(sidecarPath(path));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
+      throw localIoError(err, sidecarPath(path), "delete");
+    }
+    await fsyncDir(dirOf(path));
+  }
+
+  /**
+   * Writes the sidecar of `path` (temp file and rename, no fsync: see the module doc). A failure is not an
+   * error: the file itself is written, and a missing digest only means the LTX checks are all there is.
+   */
+  #writeSidecar(path: string, hex: string): void {
+    const side = sidecarPath(path);
+    const tmp = tempPathFor(side);
+    try {
+      const f = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+      try {
+        writeAllSync(f, new TextEncoder().encode(hex + "\n"));
+      } finally {
+        f.close();
+      }
+      Deno.renameSync(tmp, side);
+    } catch {
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* never created */ }
+    }
   }
 
   /** Nothing to release. */

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BucketNotFoundError, ConflictError, LocalIoError, NotFoundError, UsageError } from "../errors.ts";
-import { absolutePath, FileObjectStore, isValidFileKey } from "./file.ts";
+import {
+  BucketNotFoundError,
+  ConflictError,
+  CorruptionError,
+  LocalIoError,
+  NotFoundError,
+  UsageError,
+} from "../errors.ts";
+import { sha256Hex } from "./digest.ts";
+import { absolutePath, FileObjectStore, isValidFileKey, recordedSha256, sidecarPath } from "./file.ts";
 import type { ObjectInfo } from "./object_store.ts";
 
 const enc = new TextEncoder();
@@ -215,4 +223,52 @@ Deno.test("file store: relative roots are resolved once against the working dire
   assert.equal(absolutePath("/a/b/../c/./d/"), "/a/c/d");
   assert.equal(absolutePath("x/y"), `${Deno.cwd()}/x/y`.replace(/\/+/g, "/"));
   assert.equal(new FileObjectStore("/").localPath("a/b"), "/a/b");
+});
+
+Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by head, and checked by every read", async () => {
+  await withStore(async (store) => {
+    const body = enc.encode("the bytes of an LTX file");
+    const key = "db/ltx/0/0000000000000001-0000000000000001.ltx";
+    await store.put(key, body, { metadata: { sha256: sha256Hex(body), other: "dropped" } });
+    const path = store.localPath(key);
+    assert.equal(sidecarPath(path), `${store.root}/db/ltx/0/.0000000000000001-0000000000000001.ltx.sha256`);
+    assert.equal(recordedSha256(path), sha256Hex(body));
+    assert.deepEqual((await store.head(key))?.metadata, { sha256: sha256Hex(body) });
+    assert.deepEqual(await store.get(key), body);
+    assert.deepEqual(new Uint8Array(await new Response(await store.getStream(key)).arrayBuffer()), body);
+    // The listing shows the object only (Litestream's file client skips the sidecar's name too).
+    assert.deepEqual(await collect(store.list("")), [key]);
+
+    // One changed byte: every read refuses, naming the object; head still reports the recorded digest.
+    const bad = body.slice();
+    bad[3] ^= 0x01;
+    await Deno.writeFile(path, bad);
+    await assert.rejects(
+      store.get(key),
+      (e: unknown) => e instanceof CorruptionError && /sha256/.test(e.message) && e.message.includes(key),
+    );
+    await assert.rejects(
+      new Response(await store.getStream(key)).arrayBuffer(),
+      (e: unknown) => e instanceof CorruptionError && e.message.includes(key),
+    );
+
+    // An overwrite replaces the digest; a put without one leaves no stale sidecar behind.
+    const next = enc.encode("another version");
+    await store.put(key, next, { metadata: { sha256: sha256Hex(next) } });
+    assert.deepEqual(await store.get(key), next);
+    await store.put(key, body);
+    assert.equal(recordedSha256(path), undefined);
+    assert.deepEqual(await store.get(key), body);
+
+    // An unusable sidecar (empty after a crash, say) reads as no digest, never as a mismatch.
+    await Deno.writeTextFile(sidecarPath(path), "");
+    assert.deepEqual(await store.get(key), body);
+    assert.deepEqual((await store.head(key))?.metadata, {});
+
+    // Delete removes both.
+    await store.put(key, body, { metadata: { sha256: sha256Hex(body) } });
+    await store.delete([key]);
+    assert.equal(await Deno.stat(sidecarPath(path)).catch(() => null), null);
+    assert.deepEqual(await collect(store.list("")), []);
+  });
 });

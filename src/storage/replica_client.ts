@@ -198,8 +198,8 @@ export class ReplicaClient {
   }
 
   /**
-   * Writes one LTX file: metadata `litestream-timestamp` (RFC3339Nano of `opts.timestamp`) and `sha256` on S3,
-   * mtime = `opts.timestamp` on the file backend. Returns its info (createdAt = the timestamp).
+   * Writes one LTX file: metadata `litestream-timestamp` (RFC3339Nano of `opts.timestamp`) and `sha256` on S3;
+   * on the file backend mtime = `opts.timestamp` and the `sha256` in a sidecar. Returns its info (createdAt = the timestamp).
    */
   async writeLtxFile(
     level: number,
@@ -209,10 +209,13 @@ export class ReplicaClient {
     opts: { timestamp: number },
   ): Promise<LtxFileInfo> {
     const key = this.ltxKey(level, minTXID, maxTXID);
-    // A directory has nowhere to keep metadata: the digest is computed only for stores that keep it.
-    const metadata: Record<string, string> = { [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp) };
-    if (this.store.kind !== "file") metadata[SHA256_METADATA_KEY] = sha256Hex(data);
-    await this.store.put(key, data, { metadata, mtime: new Date(opts.timestamp) });
+    await this.store.put(key, data, {
+      metadata: {
+        [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp),
+        [SHA256_METADATA_KEY]: sha256Hex(data),
+      },
+      mtime: new Date(opts.timestamp),
+    });
     return { level, minTXID, maxTXID, size: data.byteLength, createdAt: new Date(opts.timestamp), key };
   }
 
