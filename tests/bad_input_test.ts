@@ -700,6 +700,47 @@ Deno.test({
 });
 
 Deno.test({
+  name: mountName("bad input: the database's own disk full (SQLite cannot write) → exit 12, data unchanged"),
+  ignore: !MOUNT,
+  async fn() {
+    await withWorkdir(async (dir) => {
+      const full = `${dir}/full`;
+      await Deno.mkdir(full);
+      await mountTmpfs(full, "1600k");
+      try {
+        makeDb(`${dir}/big.db`, "wal", 1_200_000);
+        await Deno.copyFile(`${dir}/big.db`, `${full}/big.db`);
+        const digest = databaseDigest(`${full}/big.db`);
+        // Walrust's queue directory exists already; then every free byte is taken.
+        await Deno.mkdir(`${full}/.big.db-walrust`);
+        const filler = await Deno.open(`${full}/filler`, { write: true, create: true });
+        try {
+          const block = new Uint8Array(4096);
+          for (;;) await filler.write(block);
+        } catch {
+          /* no space left */
+        } finally {
+          filler.close();
+        }
+        const r = await runProcess(["snapshot", `${full}/big.db`, "-b", `${dir}/replica`]);
+        await expectOneLine(
+          r,
+          12,
+          [/big\.db/, /disk I\/O error|no space left/i, /check free space/],
+          null,
+          null,
+        );
+        await Deno.remove(`${full}/filler`);
+        assert.equal(databaseDigest(`${full}/big.db`), digest);
+        assert.equal(integrityCheck(`${full}/big.db`), "ok");
+      } finally {
+        await umount(full);
+      }
+    });
+  },
+});
+
+Deno.test({
   name: mountName(
     "bad input: disk full while watch writes its queue → one error line, no partial file, recovers when space returns",
   ),

@@ -10,7 +10,7 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
-import { DatabaseError, messageOf } from "../errors.ts";
+import { DatabaseError, LocalIoError, messageOf } from "../errors.ts";
 import { readDbHeaderSync } from "./db_header.ts";
 
 /** Busy timeout of walrust's connections, in ms: short, because every SQLite call blocks the event loop. */
@@ -49,9 +49,36 @@ export function isBusyError(err: unknown): boolean {
     .test(messageOf(err));
 }
 
-/** Wraps a `node:sqlite` failure into a one-line {@link DatabaseError} naming the database. */
-function sqliteError(err: unknown, path: string, action: string): DatabaseError {
-  if (err instanceof DatabaseError) return err;
+/**
+ * The kind of host-side failure a `node:sqlite` error reports: `full` (SQLITE_FULL), `io` (SQLITE_IOERR: a
+ * read or write of the database's files failed, e.g. no space for the WAL or shared memory), or null.
+ */
+export function hostErrorKind(err: unknown): "full" | "io" | null {
+  const errcode = (err as { errcode?: unknown })?.errcode;
+  const primary = typeof errcode === "number" ? errcode & 0xff : -1;
+  const msg = messageOf(err);
+  if (primary === 13 || /database or disk is full|SQLITE_FULL/i.test(msg)) return "full";
+  if (primary === 10 || /disk I\/O error|SQLITE_IOERR/i.test(msg)) return "io";
+  return null;
+}
+
+/**
+ * Wraps a `node:sqlite` failure into a one-line error naming the database: {@link DatabaseError} (exit 3),
+ * or {@link LocalIoError} (exit 12) when SQLite could not read or write the database's files (full disk,
+ * I/O error) — a problem of the host, like a full queue or output disk, not of the database.
+ */
+function sqliteError(err: unknown, path: string, action: string): DatabaseError | LocalIoError {
+  if (err instanceof DatabaseError || err instanceof LocalIoError) return err;
+  const host = hostErrorKind(err);
+  if (host) {
+    const what = host === "full"
+      ? "no space left on the database's disk"
+      : "SQLite could not read or write its files";
+    return new LocalIoError(
+      `${action} ${path}: ${messageOf(err)} (${what}); check free space and the disk holding the database`,
+      { cause: err },
+    );
+  }
   const busy = isBusyError(err);
   const hint = busy ? "; another connection holds a lock, walrust will retry" : "";
   return new DatabaseError(`${action} ${path}: ${messageOf(err)}${hint}`, { cause: err, transient: busy });
