@@ -154,17 +154,18 @@ Deno.test("corruption: every single-byte mutation of real snapshot and increment
         // Every mutation the LTX checks cannot see, planted in the replica: refused, nothing written.
         const info = await client.writeLtxFile(level, min, max, file, { timestamp: h.times[max] });
         const path = `${root}/${info.key}`;
-        for (const [at, mask] of r.harmlessCases) {
+        for (const [k, [at, mask]] of r.harmlessCases.entries()) {
           const m = file.slice();
           m[at] ^= mask;
           await Deno.writeFile(path, m);
           const out = `${dir}/out-${pageEncoding}-${min}-${at}-${mask}.db`;
           await assert.rejects(
-            // The snapshot through the two-thread path (its third thread hashes the file), the rest sequential.
+            // A few snapshot cases through the two-thread path (each thread folds the recorded CRC-64 over its
+            // segments; a mismatch falls back to the sequential path, which names the SHA-256), the rest sequential.
             restoreDatabase(client, {
               output: out,
               integrityCheck: false,
-              parallelMinBytes: level === 9 ? 0 : undefined,
+              parallelMinBytes: level === 9 && k < 3 ? 0 : undefined,
             }),
             (e: unknown) =>
               e instanceof CorruptionError && /sha256/.test(e.message) && e.message.includes(info.key),

@@ -537,6 +537,8 @@ export interface WorkerRequest {
   claims: Int32Array;
   /** Segment rules (`first` is taken from each segment). */
   spec: SegmentSpec;
+  /** Also return each segment's CRC-64 over its raw bytes (checked against a recorded digest). */
+  rawCrc: boolean;
 }
 
 /** One segment the Worker decoded. */
@@ -549,23 +551,14 @@ export interface WorkerPart {
   crc: bigint;
   /** Offset where its input ended. */
   consumed: number;
+  /** CRC-64 of the segment's raw bytes (when asked for). */
+  raw?: bigint;
 }
 
 /** The message a decode Worker answers with: the segments it claimed and decoded, in any order. */
 export type WorkerReply =
   | { ok: true; parts: WorkerPart[] }
   | { ok: false; declined: string };
-
-/** Asks a Worker (the same module) for the SHA-256 of a whole file instead. */
-export interface HashRequest {
-  /** Discriminates it from a {@link WorkerRequest}. */
-  kind: "sha256";
-  /** The file. */
-  path: string;
-}
-
-/** The answer to a {@link HashRequest}: the hex digest, or why there is none. */
-export type HashReply = { ok: true; sha256: string } | { ok: false; declined: string };
 
 /** Reads `n` bytes at `offset` of an open file (fewer only at end of file). */
 async function readAt(f: Deno.FsFile, offset: number, n: number): Promise<Uint8Array> {
@@ -603,12 +596,19 @@ export interface ParallelOptions {
   /** Told how many segments each thread decoded (for the debug log and tests). */
   onSegments?: (mine: number, theirs: number) => void;
   /**
-   * The file's recorded SHA-256 (a directory replica's sidecar): a third thread hashes the file while the
-   * two decode it, and a different digest declines the fast path (the sequential path then reports it).
+   * The CRC-64 recorded for the file's raw bytes (a directory replica's sidecar): each thread folds it over
+   * the bytes of its own segments as it reads them, and a different result declines the fast path (the
+   * sequential path then reports the mismatch with the recorded SHA-256).
    */
-  sha256?: string;
-  /** Starts the hashing Worker (injectable for tests; default: the decode Worker module). */
-  spawnHasher?: () => Worker;
+  crc64?: bigint;
+}
+
+/** Feeds every chunk of `source` to `crc` on its way through. */
+export async function* crcTap(source: AsyncIterable<Uint8Array>, crc: Crc64): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    crc.update(chunk);
+    yield chunk;
+  }
 }
 
 /**
@@ -699,23 +699,28 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
   const checksums = (h.flags & HEADER_FLAG_NO_CHECKSUM) === 0;
   const segments = splitSegments(entries, endMarker, lock === 1 ? 2 : 1, opts.segmentBytes ?? SEGMENT_BYTES);
   const claims = segmentClaims(segments.length);
-  const hasher = opts.sha256 ? (opts.spawnHasher ?? spawnDecodeWorker)() : null;
-  const hashed = hasher ? runHasher(hasher, { kind: "sha256", path: ltxPath }) : null;
+  const rawCheck = opts.crc64 !== undefined;
   const worker = (opts.spawn ?? spawnDecodeWorker)();
   try {
     const spec = { pageSize: ps, commit: h.commit, first: 0, checksums, name };
-    const second = runWorker(worker, { ltxPath, outPath: opts.outPath, segments, claims, spec });
+    const second = runWorker(worker, {
+      ltxPath,
+      outPath: opts.outPath,
+      segments,
+      claims,
+      spec,
+      rawCrc: rawCheck,
+    });
     // This thread takes segments from the bottom, the Worker from the top, until they meet: whichever is
     // faster (the Worker needs ~50–100 ms to start) decodes more. This thread's segments are a prefix of
     // the file, so one CRC runs over them in order and the sink writes sequentially.
     const crc = new Crc64().update(hb);
+    const raw = new Crc64().update(hb);
     const mine: SegmentResult[] = [];
     for (let i = claimSegment(claims, false); i >= 0; i = claimSegment(claims, false)) {
       const seg = segments[i];
-      const r = new ChunkReader(
-        abortable(readRange(ltxPath, seg.start, seg.end), opts.signal, opts.onBytes),
-        seg.start,
-      );
+      const source = abortable(readRange(ltxPath, seg.start, seg.end), opts.signal, opts.onBytes);
+      const r = new ChunkReader(rawCheck ? crcTap(source, raw) : source, seg.start);
       try {
         const res = await decodeSegment(r, { ...spec, first: seg.first }, crc, opts.sink);
         checkSegmentEnd(segments, i, res, r.offset, h.commit);
@@ -732,6 +737,7 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
     theirs.sort((x, y) => x.index - y.index);
     if (mine.length + theirs.length !== segments.length) throw new FastPathDeclined("segments missing");
     let fileCrc = crc.digest();
+    let rawCrc = raw.digest();
     let xor = mine.reduce((x, m) => x ^ m.xor, 0n);
     let workerBytes = 0;
     const results = [...mine];
@@ -740,6 +746,10 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
       if (part.index !== i) throw new FastPathDeclined("segments out of order");
       checkSegmentEnd(segments, i, part.result, part.consumed, h.commit);
       fileCrc = crc64Combine(fileCrc, part.crc, part.result.hashed);
+      if (rawCheck) {
+        if (part.raw === undefined) throw new FastPathDeclined("segment without its raw CRC");
+        rawCrc = crc64Combine(rawCrc, part.raw, segments[i].end - segments[i].start);
+      }
       xor ^= part.result.xor;
       workerBytes += segments[i].end - segments[i].start;
       results.push(part.result);
@@ -759,31 +769,13 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
       (covered) => crc64Combine(crcPages, new Crc64().update(covered).digest(), covered.length),
       CHECKSUM_FLAG | xor,
     );
-    if (hashed) {
-      const digest = await hashed;
-      if (!digest.ok) throw new FastPathDeclined(digest.declined);
-      if (digest.sha256 !== opts.sha256?.toLowerCase()) {
-        throw new FastPathDeclined("sha256 differs from the recorded digest");
-      }
+    if (rawCheck && crc64Combine(rawCrc, new Crc64().update(rest).digest(), rest.length) !== opts.crc64) {
+      throw new FastPathDeclined("the file's CRC-64 differs from its recorded digest");
     }
     return h;
   } finally {
     worker.terminate();
-    hasher?.terminate();
   }
-}
-
-/** Runs a {@link HashRequest} on a Worker; declines when the worker cannot start or fails. */
-function runHasher(w: Worker, req: HashRequest): Promise<HashReply> {
-  return new Promise((resolve) => {
-    w.onmessage = (e: MessageEvent<HashReply>) => resolve(e.data);
-    w.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      resolve({ ok: false, declined: `hash worker failed: ${e.message}` });
-    };
-    w.onmessageerror = () => resolve({ ok: false, declined: "hash worker reply unreadable" });
-    w.postMessage(req);
-  });
 }
 
 /**

@@ -55,7 +55,7 @@ function history(dir: string): DbHistory {
 async function parallelDecode(
   dir: string,
   ltx: Uint8Array,
-  opts: { segmentBytes?: number; spawn?: () => Worker; split?: number[] } = {},
+  opts: { segmentBytes?: number; spawn?: () => Worker; split?: number[]; crc64?: bigint } = {},
 ): Promise<Uint8Array | unknown> {
   const ltxPath = `${dir}/snap.ltx`;
   const outPath = `${dir}/out-${crypto.randomUUID()}.db`;
@@ -70,6 +70,7 @@ async function parallelDecode(
       checkHeader: (h: LtxHeader) => assert.equal(h.minTXID, 1),
       sink,
       segmentBytes: opts.segmentBytes ?? 64 << 10,
+      crc64: opts.crc64,
       spawn: opts.spawn,
       onSegments: (mine, theirs) => opts.split?.push(mine, theirs),
     });
@@ -175,6 +176,25 @@ Deno.test("decodeSnapshotParallel: a flipped byte in the first half, the second 
       }),
       { numRuns: 25 },
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("decodeSnapshotParallel: with a recorded CRC-64 of the raw file, both threads fold it over their segments", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-parallel-" });
+  try {
+    const h = history(dir);
+    const ltx = await ltxFor(h, 1, 1);
+    for (const segmentBytes of [16 << 10, 1 << 20]) {
+      const split: number[] = [];
+      const got = await parallelDecode(dir, ltx, { segmentBytes, crc64: crc64(ltx), split });
+      assert.ok(got instanceof Uint8Array, `decoded: ${got}`);
+      assert.deepEqual(got, h.states[1]);
+    }
+    // A file that decodes fine but is not the one recorded: declined (the sequential path reports it).
+    const wrong = await parallelDecode(dir, ltx, { crc64: crc64(ltx) ^ 1n });
+    assert.ok(wrong instanceof FastPathDeclined && /CRC-64/.test(wrong.message), `${wrong}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -37,7 +37,7 @@ import type { ByteSink } from "../ltx/encoder.ts";
 import { formatLtxFilename, type LtxHeader } from "../ltx/types.ts";
 import { describeV3, findV3Root, restoreV3 } from "../litestream/v3_restore.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
-import { recordedSha256 } from "../storage/file.ts";
+import { recordedDigests, recordedSha256 } from "../storage/file.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
 import {
@@ -685,7 +685,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
           name: single.key,
           outPath: tmp,
           checkHeader: (h) => checkHeaderMatchesName(h, single),
-          sha256: recordedSha256(localPath.call(client.store, single.key)),
+          crc64: recordedDigests(localPath.call(client.store, single.key))?.crc64,
           sink,
           signal,
           onBytes,

@@ -3,22 +3,19 @@
  * ({@link WorkerRequest}, `claimSegment`) until none is left, decodes each with `decodeSegment`, writes its
  * pages into the output file at their own offset through its own file handle, and answers with the frames
  * read, each segment's CRC-64 and end ({@link WorkerReply}). Any failure is an answer, never an exception:
- * the restore then decodes the file again with the full decoder. Sent a {@link HashRequest} instead, it
- * answers with the SHA-256 of the whole file (the digest check of a directory replica's snapshot, run beside
- * the two decoding threads).
+ * the restore then decodes the file again with the full decoder. With `rawCrc`, each segment's
+ * CRC-64 over its raw bytes comes back too (the digest check of a directory replica's snapshot).
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { Crc64 } from "../ltx/checksum.ts";
 import { writeAll } from "../util/fs.ts";
 import {
   ChunkReader,
   claimSegment,
+  crcTap,
   decodeSegment,
-  type HashReply,
-  type HashRequest,
   readRange,
   type WorkerPart,
   type WorkerReply,
@@ -27,8 +24,8 @@ import {
 
 /** The worker's global scope (typed here: the project compiles with the window library). */
 const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<WorkerRequest | HashRequest>) => void) | null;
-  postMessage(message: WorkerReply | HashReply): void;
+  onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(message: WorkerReply): void;
   close(): void;
 };
 
@@ -52,11 +49,15 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
         },
       };
       const crc = new Crc64();
-      const r = new ChunkReader(readRange(req.ltxPath, seg.start, seg.end), seg.start);
+      const raw = req.rawCrc ? new Crc64() : null;
+      const source = readRange(req.ltxPath, seg.start, seg.end);
+      const r = new ChunkReader(raw ? crcTap(source, raw) : source, seg.start);
       try {
         const result = await decodeSegment(r, { ...req.spec, first: seg.first }, crc, sink);
         await pending;
-        parts.push({ index: i, result, crc: crc.digest(), consumed: r.offset });
+        const part: WorkerPart = { index: i, result, crc: crc.digest(), consumed: r.offset };
+        if (raw) part.raw = raw.digest();
+        parts.push(part);
       } finally {
         await pending.catch(() => {});
         await r.close();
@@ -72,19 +73,6 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
   }
 }
 
-/** Hashes a whole file; every failure becomes a `declined` answer. */
-async function hashFile(req: HashRequest): Promise<HashReply> {
-  try {
-    const hash = createHash("sha256");
-    for await (const chunk of readRange(req.path, 0, Number.MAX_SAFE_INTEGER)) hash.update(chunk);
-    return { ok: true, sha256: hash.digest("hex") };
-  } catch (err) {
-    return { ok: false, declined: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
-  }
-}
-
-scope.onmessage = (e: MessageEvent<WorkerRequest | HashRequest>) => {
-  const req = e.data;
-  if ("kind" in req && req.kind === "sha256") void hashFile(req).then((reply) => scope.postMessage(reply));
-  else void handle(req as WorkerRequest).then((reply) => scope.postMessage(reply));
+scope.onmessage = (e: MessageEvent<WorkerRequest>) => {
+  void handle(e.data).then((reply) => scope.postMessage(reply));
 };

@@ -12,8 +12,10 @@
  * {@link BucketNotFoundError} (a mistyped path should not silently create a tree somewhere).
  *
  * Digests: a put with `sha256` metadata (what S3 keeps as `x-amz-meta-sha256`) also writes a sidecar
- * `.<name>.sha256` beside the file, holding the hex SHA-256 of its bytes; `head` reports it as metadata and
- * `get`/`getStream` check the bytes against it ({@link CorruptionError} naming the object on a mismatch).
+ * `.<name>.sha256` beside the file: JSON with the hex SHA-256 of its bytes and their CRC-64 (`crc64`, the
+ * LTX polynomial; restore's two decoding threads each fold it over their own segments, where a SHA-256 would
+ * need a third pass over the file). `head` reports the SHA-256 as metadata and `get`/`getStream` check the
+ * bytes against it ({@link CorruptionError} naming the object on a mismatch).
  * That is what catches damage a format check cannot see: an LTX file checksum covers the decompressed pages,
  * so a changed LZ4 match offset that still decodes to the same page passes every LTX rule. Listings skip
  * sidecars, and so does Litestream (its file client ignores names that are not `<min>-<max>.ltx`). A
@@ -34,6 +36,7 @@ import {
   NotFoundError,
   UsageError,
 } from "../errors.ts";
+import { crc64 } from "../ltx/checksum.ts";
 import { dirOf, fsyncDir, tempPathFor, writeAll, writeAllSync, writeFileAtomic } from "../util/fs.ts";
 import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
 
@@ -66,24 +69,40 @@ export function sidecarPath(path: string): string {
   return `${dirOf(path)}/.${path.slice(path.lastIndexOf("/") + 1)}.sha256`;
 }
 
-/**
- * The SHA-256 recorded for the file at `path` (hex, lower case), or undefined when it has no usable sidecar.
- * For readers that open replica files directly (restore's local fast paths).
- */
-export function recordedSha256(path: string): string | undefined {
-  return readSidecar(path);
+/** The digests a sidecar records for a file. */
+export interface RecordedDigests {
+  /** Hex SHA-256 of the file (lower case). */
+  sha256: string;
+  /** CRC-64/GO-ISO of the file's bytes (as `crc64()` of src/ltx/checksum.ts), when recorded. */
+  crc64?: bigint;
 }
 
-/** The digest recorded for `path`: 64 lower-case hex digits, or undefined (no sidecar, or an unusable one). */
-function readSidecar(path: string): string | undefined {
+/**
+ * The digests recorded for the file at `path`, or undefined when it has no usable sidecar. For readers that
+ * open replica files directly (restore's local fast paths).
+ */
+export function recordedDigests(path: string): RecordedDigests | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync(sidecarPath(path));
   } catch {
     return undefined;
   }
-  const hex = text.trim().toLowerCase();
-  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
+  try {
+    const j = JSON.parse(text) as { sha256?: unknown; crc64?: unknown };
+    if (typeof j.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(j.sha256)) return undefined;
+    const crc = typeof j.crc64 === "string" && /^[0-9a-f]{16}$/.test(j.crc64)
+      ? BigInt(`0x${j.crc64}`)
+      : undefined;
+    return crc === undefined ? { sha256: j.sha256 } : { sha256: j.sha256, crc64: crc };
+  } catch {
+    return undefined; // empty or torn after a crash: no digest
+  }
+}
+
+/** The SHA-256 recorded for the file at `path`, or undefined. */
+export function recordedSha256(path: string): string | undefined {
+  return recordedDigests(path)?.sha256;
 }
 
 function digestMismatch(key: string, actual: string, expected: string): CorruptionError {
@@ -196,7 +215,7 @@ export class FileObjectStore implements ObjectStore {
     } catch (err) {
       throw this.#readError(err, key, path);
     }
-    const expected = readSidecar(path);
+    const expected = recordedSha256(path);
     if (expected) {
       const actual = createHash("sha256").update(bytes).digest("hex");
       if (actual !== expected) throw digestMismatch(key, actual, expected);
@@ -216,7 +235,7 @@ export class FileObjectStore implements ObjectStore {
     } catch (err) {
       throw this.#readError(err, key, path);
     }
-    const expected = readSidecar(path);
+    const expected = recordedSha256(path);
     if (!expected) return f.readable;
     const hash = createHash("sha256");
     return f.readable.pipeThrough(
@@ -239,7 +258,7 @@ export class FileObjectStore implements ObjectStore {
     try {
       const st = await Deno.stat(path);
       if (!st.isFile) return null;
-      const digest = readSidecar(path);
+      const digest = recordedSha256(path);
       const metadata: Record<string, string> = digest ? { [DIGEST_KEY]: digest } : {};
       return { key, size: st.size, lastModified: st.mtime ?? new Date(0), etag: etagOf(st), metadata };
     } catch (err) {
@@ -266,7 +285,7 @@ export class FileObjectStore implements ObjectStore {
       await this.#putOnce(key, path, body, options);
     }
     const digest = options?.metadata?.[DIGEST_KEY];
-    if (digest && /^[0-9a-fA-F]{64}$/.test(digest)) this.#writeSidecar(path, digest.toLowerCase());
+    if (digest && /^[0-9a-fA-F]{64}$/.test(digest)) this.#writeSidecar(path, digest.toLowerCase(), body);
     let etag: string | undefined;
     try {
       etag = etagOf(Deno.statSync(path));
@@ -388,13 +407,14 @@ export class FileObjectStore implements ObjectStore {
    * Writes the sidecar of `path` (temp file and rename, no fsync: see the module doc). A failure is not an
    * error: the file itself is written, and a missing digest only means the LTX checks are all there is.
    */
-  #writeSidecar(path: string, hex: string): void {
+  #writeSidecar(path: string, hex: string, body: Uint8Array): void {
     const side = sidecarPath(path);
     const tmp = tempPathFor(side);
+    const text = JSON.stringify({ sha256: hex, crc64: crc64(body).toString(16).padStart(16, "0") }) + "\n";
     try {
       const f = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
       try {
-        writeAllSync(f, new TextEncoder().encode(hex + "\n"));
+        writeAllSync(f, new TextEncoder().encode(text));
       } finally {
         f.close();
       }
