@@ -672,30 +672,40 @@ Deno.test({
   },
 });
 
+/**
+ * Runs `fn` with a 1.2 MB WAL database `big.db` on a 1600 KiB tmpfs at `<dir>/full`, then checks that the
+ * database's content is unchanged and intact (walrust may have added its _walrust_seq table, as Litestream
+ * adds _litestream_seq, but the user's data must be untouched).
+ */
+async function withBigDbOnFullDisk(dir: string, fn: (full: string) => Promise<void>): Promise<void> {
+  const full = `${dir}/full`;
+  await Deno.mkdir(full);
+  await mountTmpfs(full, "1600k");
+  try {
+    makeDb(`${dir}/big.db`, "wal", 1_200_000);
+    await Deno.copyFile(`${dir}/big.db`, `${full}/big.db`);
+    const digest = databaseDigest(`${full}/big.db`);
+    await fn(full);
+    await Deno.remove(`${full}/filler`).catch(() => {});
+    assert.equal(databaseDigest(`${full}/big.db`), digest);
+    assert.equal(integrityCheck(`${full}/big.db`), "ok");
+  } finally {
+    await umount(full);
+  }
+}
+
 Deno.test({
   name: mountName("bad input: disk full while snapshot writes its queue file → exit 12, no partial file"),
   ignore: !MOUNT,
   async fn() {
-    await withWorkdir(async (dir) => {
-      const full = `${dir}/full`;
-      await Deno.mkdir(full);
-      await mountTmpfs(full, "1600k");
-      try {
-        makeDb(`${dir}/big.db`, "wal", 1_200_000);
-        await Deno.copyFile(`${dir}/big.db`, `${full}/big.db`);
-        const digest = databaseDigest(`${full}/big.db`);
+    await withWorkdir((dir) =>
+      withBigDbOnFullDisk(dir, async (full) => {
         const r = await runProcess(["snapshot", `${full}/big.db`, "-b", `${dir}/replica`]);
         await expectOneLine(r, 12, [/big\.db-walrust/, /no space left on device/], null, null);
-        // The replica was reachable, so walrust opened the database (adding its _walrust_seq table, as
-        // Litestream adds _litestream_seq): the user's data must be unchanged.
-        assert.equal(databaseDigest(`${full}/big.db`), digest);
-        assert.equal(integrityCheck(`${full}/big.db`), "ok");
         const queue = await tree(`${full}/.big.db-walrust`).catch(() => ({}));
         assert.deepEqual(Object.keys(queue).filter((k) => k.endsWith(".ltx") || k.endsWith(".tmp")), []);
-      } finally {
-        await umount(full);
-      }
-    });
+      })
+    );
   },
 });
 
@@ -703,14 +713,8 @@ Deno.test({
   name: mountName("bad input: the database's own disk full (SQLite cannot write) → exit 12, data unchanged"),
   ignore: !MOUNT,
   async fn() {
-    await withWorkdir(async (dir) => {
-      const full = `${dir}/full`;
-      await Deno.mkdir(full);
-      await mountTmpfs(full, "1600k");
-      try {
-        makeDb(`${dir}/big.db`, "wal", 1_200_000);
-        await Deno.copyFile(`${dir}/big.db`, `${full}/big.db`);
-        const digest = databaseDigest(`${full}/big.db`);
+    await withWorkdir((dir) =>
+      withBigDbOnFullDisk(dir, async (full) => {
         // Walrust's queue directory exists already; then every free byte is taken.
         await Deno.mkdir(`${full}/.big.db-walrust`);
         const filler = await Deno.open(`${full}/filler`, { write: true, create: true });
@@ -730,13 +734,8 @@ Deno.test({
           null,
           null,
         );
-        await Deno.remove(`${full}/filler`);
-        assert.equal(databaseDigest(`${full}/big.db`), digest);
-        assert.equal(integrityCheck(`${full}/big.db`), "ok");
-      } finally {
-        await umount(full);
-      }
-    });
+      })
+    );
   },
 });
 
