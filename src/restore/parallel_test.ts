@@ -16,8 +16,10 @@ import {
   crc64Combine,
   decodeSnapshotParallel,
   FastPathDeclined,
+  releaseChunk,
   segmentClaims,
   spawnDecodeWorker,
+  takeChunk,
 } from "./parallel.ts";
 import { buildHistory, type DbHistory, ltxFor } from "./testing.ts";
 
@@ -198,4 +200,20 @@ Deno.test("decodeSnapshotParallel: with a recorded CRC-64 of the raw file, both 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("takeChunk/releaseChunk: written chunks are reused, foreign ones never kept", () => {
+  const size = 12_345;
+  const a = takeChunk(size);
+  assert.equal(a.length, size);
+  releaseChunk(a.subarray(0, 100)); // a sink hands back the view it wrote
+  const b = takeChunk(size);
+  assert.equal(b.buffer, a.buffer, "the released buffer comes back");
+  const foreign = new Uint8Array(size);
+  releaseChunk(foreign);
+  assert.notEqual(takeChunk(size).buffer, foreign.buffer, "a chunk the pool did not issue is not kept");
+  releaseChunk(b);
+  releaseChunk(b); // twice: kept once
+  assert.equal(takeChunk(size).buffer, b.buffer);
+  assert.notEqual(takeChunk(size).buffer, b.buffer);
 });

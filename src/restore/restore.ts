@@ -45,6 +45,7 @@ import {
   decodeSnapshotParallel,
   FastPathDeclined,
   PARALLEL_MIN_BYTES,
+  releaseChunk,
 } from "./parallel.ts";
 import { calcRestorePlan } from "./plan.ts";
 
@@ -414,6 +415,7 @@ function fileSink(f: Deno.FsFile, path: string, earlySync = false): FileSink {
       // after a failure the queued writes are skipped.
       tail = tail.then(async () => {
         if (failure === null) await writeAll(f, chunk);
+        releaseChunk(chunk); // written: a decoder may reuse it (only chunks of its own pool are kept)
       }).catch((err) => {
         failure ??= localIoError(err, path, "write");
       }).finally(() => {

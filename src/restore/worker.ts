@@ -17,6 +17,7 @@ import {
   crcTap,
   decodeSegment,
   readRange,
+  releaseChunk,
   type WorkerPart,
   type WorkerReply,
   type WorkerRequest,
@@ -44,7 +45,7 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
       const sink = {
         async write(chunk: Uint8Array): Promise<void> {
           await pending;
-          pending = writeAll(file, chunk);
+          pending = writeAll(file, chunk).then(() => releaseChunk(chunk));
           pending.catch(() => {}); // awaited (and thrown) by the next write or the end
         },
       };
