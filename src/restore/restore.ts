@@ -282,6 +282,9 @@ async function* localDownload(
   open: Set<Canceller>,
   digestFailures: CorruptionError[],
 ): AsyncGenerator<Uint8Array> {
+  // The digest recorded when the file was written (directory replicas: see src/storage/file.ts), read
+  // before the open and again at the end: only a digest seen both times belongs to the bytes read.
+  const expected = recordedSha256(path);
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -316,7 +319,6 @@ async function* localDownload(
   // changes that decode to the same pages, which no LTX rule can see. A mismatch is recorded rather than
   // thrown: the decoder's own (more specific) error wins when it has one, and the restore fails on the
   // recorded one after decoding otherwise (see `restoreDatabase`).
-  const expected = recordedSha256(path);
   const hash = expected ? createHash("sha256") : null;
   let pending = readInto(bufs[0]);
   try {
@@ -326,7 +328,9 @@ async function* localDownload(
       if ("err" in r) throw localIoError(r.err, path, "read");
       if (r.n === null) {
         const actual = hash?.digest("hex");
-        if (actual !== undefined && actual !== expected) {
+        // Only when the digest is still the one read at the start (see src/storage/file.ts: a replacement
+        // during the read is not damage).
+        if (actual !== undefined && actual !== expected && recordedSha256(path) === expected) {
           digestFailures.push(
             new CorruptionError(
               `sha256 ${actual} of the file differs from its recorded sha256 ${expected}: the file changed ` +

@@ -21,7 +21,8 @@
  * sidecars, and so does Litestream (its file client ignores names that are not `<min>-<max>.ltx`). A
  * sidecar is written after its file and is not fsynced: after a crash it may be missing or empty, which
  * reads as "no digest" (the LTX checks still apply), never as a wrong digest; an overwrite removes the old
- * sidecar durably before the new file is written.
+ * sidecar durably before the new file is written. Readers take the digest before and after reading the
+ * bytes and check only when both agree, so a replacement during a read is never reported as damage.
  *
  * @module
  */
@@ -209,16 +210,20 @@ export class FileObjectStore implements ObjectStore {
    */
   async get(key: string): Promise<Uint8Array> {
     const path = this.localPath(key);
+    // Read before and after the file: a put replacing it meanwhile removes the sidecar first and writes the
+    // new one last, so a digest seen both times belongs to the bytes read (otherwise there is none to check).
+    const expected = recordedSha256(path);
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(path);
     } catch (err) {
       throw this.#readError(err, key, path);
     }
-    const expected = recordedSha256(path);
     if (expected) {
       const actual = createHash("sha256").update(bytes).digest("hex");
-      if (actual !== expected) throw digestMismatch(key, actual, expected);
+      if (actual !== expected && recordedSha256(path) === expected) {
+        throw digestMismatch(key, actual, expected);
+      }
     }
     return bytes;
   }
@@ -229,13 +234,13 @@ export class FileObjectStore implements ObjectStore {
    */
   async getStream(key: string): Promise<ReadableStream<Uint8Array>> {
     const path = this.localPath(key);
+    const expected = recordedSha256(path); // before the open (see get)
     let f: Deno.FsFile;
     try {
       f = await Deno.open(path, { read: true });
     } catch (err) {
       throw this.#readError(err, key, path);
     }
-    const expected = recordedSha256(path);
     if (!expected) return f.readable;
     const hash = createHash("sha256");
     return f.readable.pipeThrough(
@@ -246,7 +251,10 @@ export class FileObjectStore implements ObjectStore {
         },
         flush() {
           const actual = hash.digest("hex");
-          if (actual !== expected) throw digestMismatch(key, actual, expected);
+          // Checked again now, as in get: a replacement during the read is not damage.
+          if (actual !== expected && recordedSha256(path) === expected) {
+            throw digestMismatch(key, actual, expected);
+          }
         },
       }),
     );

@@ -272,3 +272,16 @@ Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by h
     assert.deepEqual(await collect(store.list("")), []);
   });
 });
+
+Deno.test("file store: a file replaced while it is being read is not reported as damaged", async () => {
+  await withStore(async (store) => {
+    const key = "db/ltx/0/0000000000000002-0000000000000002.ltx";
+    const a = enc.encode("first version ".repeat(1000));
+    const b = enc.encode("second version ".repeat(1000));
+    await store.put(key, a, { metadata: { sha256: sha256Hex(a) } });
+    const stream = await store.getStream(key); // open on version a
+    await store.put(key, b, { metadata: { sha256: sha256Hex(b) } }); // replaced before a byte is read
+    assert.deepEqual(new Uint8Array(await new Response(stream).arrayBuffer()), a);
+    assert.deepEqual(await store.get(key), b);
+  });
+});
