@@ -7,8 +7,12 @@
  */
 
 import { runCli } from "./src/cli/main.ts";
+import { isDecodeWorker } from "./src/restore/worker_entry.ts";
 
-if (import.meta.main) {
+if (isDecodeWorker()) {
+  // A bundle's restore starts its decode Worker from this same file (src/restore/worker_entry.ts).
+  await import("./src/restore/worker.ts");
+} else if (import.meta.main) {
   const code = await runCli(Deno.args);
   Deno.exit(code);
 }

@@ -10,6 +10,7 @@
  * Usage: deno run -A scripts/compile_all.ts [--target <triple>]...
  */
 import { parseArgs } from "node:util";
+import { COMPILE_ARGS } from "./compile_args.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const TARGETS: Record<string, string> = {
@@ -30,14 +31,7 @@ for (const target of wanted) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",
-      "--frozen",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-run",
-      "--allow-sys",
-      "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
+      ...COMPILE_ARGS,
       "--target",
       target,
       "-o",

@@ -39,6 +39,7 @@ import {
   TRAILER_SIZE,
   trailerProblem,
 } from "../ltx/types.ts";
+import { DECODE_WORKER_NAME, decodeWorkerEntry } from "./worker_entry.ts";
 
 /**
  * A fast path will not decide this file (a legacy frame-encoded page, or any rule broken): the restore
@@ -626,8 +627,11 @@ export interface ParallelOptions {
   onBytes?: (n: number) => void;
   /** Target size of a segment ({@link SEGMENT_BYTES}; tests use small ones). */
   segmentBytes?: number;
-  /** Told how many segments each thread decoded (for the debug log and tests). */
-  onSegments?: (mine: number, theirs: number) => void;
+  /**
+   * Told how many segments each thread decoded, and why the Worker failed if it did (for the debug log and
+   * tests).
+   */
+  onSegments?: (mine: number, theirs: number, workerProblem?: string) => void;
   /**
    * The CRC-64 recorded for the file's raw bytes (a directory replica's sidecar): each thread folds it over
    * the bytes of its own segments as it reads them, and a different result declines the fast path (the
@@ -660,9 +664,20 @@ async function* abortable(
   }
 }
 
-/** The decode Worker of `worker.ts`. */
+/**
+ * The decode Worker of `worker.ts` (from source or a compiled executable; a bundle starts itself). Declines
+ * when the process may not read the Worker's module (scoped `--allow-read`): Deno would print the failed
+ * start on stderr, and one thread restores just as correctly.
+ */
 export function spawnDecodeWorker(): Worker {
-  return new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+  const entry = decodeWorkerEntry(import.meta.url);
+  if (entry.startsWith("file:")) {
+    const path = decodeURIComponent(new URL(entry).pathname);
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+      throw new FastPathDeclined(`the decode Worker needs read access to ${path}`);
+    }
+  }
+  return new Worker(entry, { type: "module", name: DECODE_WORKER_NAME });
 }
 
 /** Runs one request on a Worker; declines when the worker cannot start or fails. */
@@ -744,6 +759,10 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
       spec,
       rawCrc: rawCheck,
     });
+    let workerProblem: string | undefined;
+    void second.then((b) => {
+      if (!b.ok) workerProblem = b.declined;
+    });
     // This thread takes segments from the bottom, the Worker from the top, until they meet: whichever is
     // faster (the Worker needs ~50–100 ms to start) decodes more. This thread's segments are a prefix of
     // the file, so one CRC runs over them in order and the sink writes sequentially.
@@ -788,7 +807,7 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
       results.push(part.result);
     });
     opts.onBytes?.(HEADER_SIZE + workerBytes + rest.length);
-    opts.onSegments?.(mine.length, theirs.length);
+    opts.onSegments?.(mine.length, theirs.length, workerProblem);
     const frames = {
       pgnos: results.flatMap((x) => x.pgnos),
       offsets: results.flatMap((x) => x.offsets),

@@ -695,7 +695,8 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
           sink,
           signal,
           onBytes,
-          onSegments: (mine, theirs) => logger.debug("parallel snapshot decode", { mine, theirs }),
+          onSegments: (mine, theirs, worker) =>
+            logger.debug("parallel snapshot decode", { mine, theirs, ...(worker ? { worker } : {}) }),
         });
         await sink.flush();
       } catch (err) {
