@@ -21,7 +21,7 @@
  */
 
 import { InterruptedError } from "../errors.ts";
-import { Crc64, kernelBytes, pageChecksum } from "../ltx/checksum.ts";
+import { Crc64, kernelBytes } from "../ltx/checksum.ts";
 import type { ByteSink } from "../ltx/encoder.ts";
 import { decompressBlockInKernel, lz4BlockBound } from "../ltx/lz4.ts";
 import {
@@ -286,7 +286,9 @@ export async function decodeSegment(
   if (next === lock && lock <= commit) throw new FastPathDeclined("segment starts at the lock page");
   const kernel = kernelBytes;
   const frameHead = new Uint8Array(PAGE_HEADER_SIZE + 4);
-  let xor = 0n;
+  const pageSum = new Uint32Array(2);
+  let xorHi = 0;
+  let xorLo = 0;
   let hashed = 0;
   while (true) {
     const frameOffset = r.offset;
@@ -337,11 +339,15 @@ export async function decodeSegment(
     // Snapshot order: exactly the next page (never the lock page, never beyond commit).
     if (pgno !== next || pgno > commit) throw new FastPathDeclined("page out of order");
     const at = decompressBlockInKernel(block, ps, name, frameOffset + 10);
-    crc.updateKernel(at, ps);
+    if (checksums) {
+      // One pass over the page for the file checksum and the page's own checksum.
+      crc.updatePage(at, ps, pgno, pageSum);
+      xorHi ^= pageSum[0];
+      xorLo ^= pageSum[1];
+    } else crc.updateKernel(at, ps);
     hashed += PAGE_HEADER_SIZE + 4 + ps;
     if (outLen === out.length) await flush();
     out.set(kernel.subarray(at, at + ps), outLen);
-    if (checksums) xor ^= pageChecksum(pgno, out.subarray(outLen, outLen + ps));
     outLen += ps;
     res.pgnos.push(pgno);
     res.offsets.push(frameOffset);
@@ -359,7 +365,7 @@ export async function decodeSegment(
   if (res.ended) hashed += PAGE_HEADER_SIZE;
   await flush();
   res.next = next;
-  res.xor = xor;
+  res.xor = (BigInt(xorHi >>> 0) << 32n) | BigInt(xorLo >>> 0);
   res.hashed = hashed;
   return res;
 }
