@@ -17,7 +17,7 @@ export const COMPILE_ARGS: readonly string[] = [
   "--allow-env",
   "--allow-run",
   "--allow-sys",
-  "--v8-flags=--max-semi-space-size=1,--optimize-for-size",
+  "--v8-flags=--max-semi-space-size=1,--optimize-for-size,--no-memory-reducer",
   "--include",
   "src/restore/worker.ts",
 ];

@@ -43,7 +43,7 @@ async function bundle(): Promise<string> {
   return `${bundleDir}/walrust.js`;
 }
 
-Deno.test("deno task compile passes the release arguments (scripts/compile_args.ts)", async () => {
+Deno.test("deno task compile and the walrust launcher pass the release arguments (scripts/compile_args.ts)", async () => {
   const task: string = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).tasks.compile;
   assert.ok(task.startsWith("deno compile "), task);
   const args = task.split(/\s+/);
@@ -51,6 +51,10 @@ Deno.test("deno task compile passes the release arguments (scripts/compile_args.
     assert.ok(args.includes(COMPILE_ARGS[i]), `deno.json's compile task lacks ${COMPILE_ARGS[i]}`);
   }
   assert.ok(args.includes("--include") && args[args.indexOf("--include") + 1] === "src/restore/worker.ts");
+  // The source launcher runs with the release binary's V8 flags (what the benchmarks measure).
+  const v8 = COMPILE_ARGS.find((a) => a.startsWith("--v8-flags="));
+  assert.ok(v8);
+  assert.ok((await Deno.readTextFile(`${ROOT}/walrust`)).includes(`${v8} `), `walrust launcher lacks ${v8}`);
 });
 
 Deno.test("bundle: runs from another directory with only the product permissions", async () => {
