@@ -375,6 +375,13 @@ export interface RunCompactionOptions extends CompactOptions {
   maxSources?: number;
   /** What earlier calls learnt, read and updated (see {@link runCompaction}). */
   state?: CompactionState;
+  /**
+   * When the schedule started (ms since the epoch; `watch` passes its start). Without `force`, a level is
+   * evaluated only in slots that begin at or after it: as with Litestream's per-level timers, which first
+   * fire at the next interval boundary, a fresh process compacts L1 at the next 30 s boundary, L2 at the next
+   * 5 min one, and so on, instead of all levels at its first tick.
+   */
+  since?: number;
 }
 
 /** What a scheduler remembers between {@link runCompaction} calls so that idle ticks cost no requests. */
@@ -408,6 +415,7 @@ export async function runCompaction(
   const state = opts.state;
   for (const { level, intervalMs } of schedule) {
     const slot = slotStart(opts.now, intervalMs);
+    if (!opts.force && opts.since !== undefined && slot < opts.since) continue; // first boundary not reached
     if (!opts.force && state) {
       if (state.checkedSlot.get(level) === slot) continue;
       const known = state.newest.get(level);

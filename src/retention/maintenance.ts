@@ -185,8 +185,8 @@ export interface MaintenanceReport {
 
 /**
  * Compaction and retention of one database, for `watch`: call {@link maybeCompact} every few seconds (15 s,
- * as Litestream's L0 retention check); each level compacts when its wall-clock slot comes (a level whose slot
- * is done costs no request), and retention runs every `retentionIntervalMs`. Calls never overlap (a call made while one runs
+ * as Litestream's L0 retention check); each level compacts when its wall-clock slot comes, the first time at
+ * the first slot boundary after the compactor was made (a level whose slot is done costs no request), and retention runs every `retentionIntervalMs`. Calls never overlap (a call made while one runs
  * waits for it and returns its report).
  */
 export class Compactor {
@@ -200,6 +200,8 @@ export class Compactor {
   readonly #log: Logger;
   #running: Promise<MaintenanceReport> | null = null;
   #lastRetention = -Infinity;
+  /** When this compactor was made: levels wait for their first slot boundary after it. */
+  readonly #since: number;
   /** What earlier ticks learnt: lets a tick where nothing is due skip listing. */
   readonly #state: CompactionState = newCompactionState();
   /** Snapshot timestamps already read (S3 metadata). */
@@ -218,6 +220,7 @@ export class Compactor {
     this.#bus = bus;
     this.#opts = opts;
     this.#log = (opts.logger ?? rootLog).child({ db: settings.name });
+    this.#since = this.#now();
   }
 
   #now(): number {
@@ -229,6 +232,7 @@ export class Compactor {
     return runCompaction(this.client, this.schedule, {
       now,
       force,
+      since: this.#since,
       state: this.#state,
       bus: this.#bus,
       db: this.#settings.name,

@@ -71,7 +71,7 @@ Deno.test("retention run: a dry run deletes nothing; a real run deletes in plan 
   ]);
 });
 
-Deno.test("compactor: ticks compact due levels, skip listing when nothing is due, never overlap", async () => {
+Deno.test("compactor: levels wait for their first boundary, ticks skip listing when nothing is due, never overlap", async () => {
   const { h, store, client } = await setup(12);
   await putL0Range(client, h, 1, 5);
   let clock = Date.UTC(2025, 0, 1, 12, 0, 6);
@@ -83,38 +83,45 @@ Deno.test("compactor: ticks compact due levels, skip listing when nothing is due
       now: () => clock,
     },
   );
-  // Two calls at once share one run.
+  const levels = (r: { compactions: { level: number; output: { minTXID: number; maxTXID: number } }[] }) =>
+    r.compactions.map((x) => `${x.level}:${x.output.minTXID}-${x.output.maxTXID}`);
+  // Two calls at once share one run. Started at 12:00:06, no level has reached a boundary yet (as
+  // Litestream's per-level timers): nothing is compacted, retention runs on the first tick.
   const [a, b] = await Promise.all([c.maybeCompact(), c.maybeCompact()]);
   assert.equal(a, b);
-  assert.deepEqual(a.compactions.map((x) => `${x.level}:${x.output.minTXID}-${x.output.maxTXID}`), [
-    "1:1-5",
-    "2:1-5",
-  ]);
+  assert.deepEqual(levels(a), []);
   assert.ok(a.retention, "the first tick enforces retention");
-  // 12:00:08: both levels' slots are done and retention is not due: no request at all.
+  // 12:00:08: still no boundary, retention not due: no request at all.
   clock = Date.UTC(2025, 0, 1, 12, 0, 8);
   store.lists = 0;
   const idle = await c.maybeCompact();
   assert.deepEqual(idle, { compactions: [], retention: null });
   assert.equal(store.lists, 0);
-  // 12:00:10: level 1's next slot.
-  await putL0Range(client, h, 6, 9);
+  // 12:00:10: level 1's first boundary.
   clock = Date.UTC(2025, 0, 1, 12, 0, 10);
-  const next = await c.maybeCompact();
-  assert.deepEqual(next.compactions.map((x) => `${x.level}:${x.output.minTXID}-${x.output.maxTXID}`), [
-    "1:6-9",
-  ]);
-  assert.equal(next.retention, null);
-  // Five minutes later retention runs again (L0 1–9 are covered and old enough; 9 is the newest).
+  const first = await c.maybeCompact();
+  assert.deepEqual(levels(first), ["1:1-5"]);
+  assert.equal(first.retention, null);
+  // 12:00:15: level 1's slot is done: no request.
+  clock = Date.UTC(2025, 0, 1, 12, 0, 15);
+  store.lists = 0;
+  assert.deepEqual(await c.maybeCompact(), { compactions: [], retention: null });
+  assert.equal(store.lists, 0);
+  // 12:00:20: level 1's next slot.
+  await putL0Range(client, h, 6, 9);
+  clock = Date.UTC(2025, 0, 1, 12, 0, 20);
+  assert.deepEqual(levels(await c.maybeCompact()), ["1:6-9"]);
+  // 12:01:00: level 2's first boundary merges both level-1 files.
+  clock = Date.UTC(2025, 0, 1, 12, 1, 0);
+  assert.deepEqual(levels(await c.maybeCompact()), ["2:1-9"]);
+  // Five minutes after the first tick retention runs again (L0 1–8 and level 1 are covered by level 2).
   clock = Date.UTC(2025, 0, 1, 12, 6, 0);
   const later = await c.maybeCompact();
-  assert.deepEqual(later.compactions.map((x) => `${x.level}:${x.output.minTXID}-${x.output.maxTXID}`), [
-    "2:6-9",
-  ]);
-  assert.equal(later.retention?.deleted, 9); // L0 1–8 and L1 1-5: level 2 holds them
+  assert.deepEqual(levels(later), []);
+  assert.ok(later.retention);
   assert.deepEqual(
     (await client.allLtxFiles()).map((f) => `${f.level}:${f.minTXID}-${f.maxTXID}`),
-    ["0:9-9", "1:6-9", "2:1-5", "2:6-9"],
+    ["0:9-9", "1:6-9", "2:1-9"],
   );
 });
 
