@@ -16,7 +16,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { CHECKSUM_FLAG, lockPgno } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -540,9 +539,4 @@ export function databaseChecksum(pages: Iterable<[number, Uint8Array]>, pageSize
     c = CHECKSUM_FLAG | (c ^ pageChecksum(pgno, page));
   }
   return c;
-}
-
-/** SHA-256 of `bytes` as 64 lowercase hex digits (for object metadata). */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }

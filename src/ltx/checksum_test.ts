@@ -9,8 +9,8 @@ import {
   KERNEL_LAYOUT,
   kernelBytes,
   pageChecksum,
-  sha256Hex,
 } from "./checksum.ts";
+import { sha256Hex } from "../storage/digest.ts";
 import { filled } from "./fixtures_test.ts";
 import { CHECKSUM_FLAG, lockPgno } from "./types.ts";
 
