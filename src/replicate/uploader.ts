@@ -276,7 +276,11 @@ export class Uploader {
       }
     }
     const t0 = performance.now();
-    await client.writeLtxFile(f.level, f.minTXID, f.maxTXID, bytes, { timestamp });
+    // A queue file on disk is durable and never changes: a directory replica may link it instead of copying.
+    await client.writeLtxFile(f.level, f.minTXID, f.maxTXID, bytes, {
+      timestamp,
+      sourcePath: f.bytes ? undefined : f.path,
+    });
     const seconds = (performance.now() - t0) / 1000;
     this.lastUploadAt = Date.now();
     this.lastError = null;

@@ -317,7 +317,28 @@ export class FileObjectStore implements ObjectStore {
       await this.#createExclusive(key, path, body, options.mtime);
       return;
     }
+    if (options?.linkFrom !== undefined && options.ifMatch === undefined && this.#linkInto(options, path)) {
+      await fsyncDir(dirOf(path));
+      return;
+    }
     await writeFileAtomic(path, body, { mtime: options?.mtime });
+  }
+
+  /**
+   * Hard-links `options.linkFrom` (durable, immutable: see {@link PutOptions.linkFrom}) to `path`, which must
+   * not exist yet: a new name for bytes already on disk, so nothing is written or synced twice (an L0 file
+   * of a replica on the queue's file system costs a link and a directory fsync). The mtime is set on the
+   * source first, so the name never appears with another. False when this cannot be done (another file
+   * system, `path` exists, the source is gone): the caller then writes the bytes.
+   */
+  #linkInto(options: PutOptions, path: string): boolean {
+    try {
+      if (options.mtime) Deno.utimeSync(options.linkFrom!, options.mtime, options.mtime);
+      Deno.linkSync(options.linkFrom!, path);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Writes a complete temp file, then hard-links it to `path`, which fails atomically if `path` exists. */

@@ -285,3 +285,47 @@ Deno.test("file store: a file replaced while it is being read is not reported as
     assert.deepEqual(await store.get(key), b);
   });
 });
+
+Deno.test("file store: linkFrom hard-links a durable source into place (one inode, the mtime given, the sidecar kept)", async () => {
+  await withStore(async (store, dir) => {
+    const body = enc.encode("queued L0 bytes");
+    const src = `${dir}/queue-file.ltx`;
+    await Deno.writeFile(src, body);
+    const mtime = new Date(1_700_000_000_456);
+    await store.put("app/ltx/0/a.ltx", body, { mtime, linkFrom: src, metadata: { sha256: sha256Hex(body) } });
+    const path = `${dir}/replica/app/ltx/0/a.ltx`;
+    const [a, b] = [await Deno.stat(src), await Deno.stat(path)];
+    assert.equal(b.ino, a.ino, "a link, not a copy");
+    assert.equal(b.nlink, 2);
+    assert.equal(b.mtime?.getTime(), mtime.getTime());
+    assert.equal(recordedSha256(path), sha256Hex(body));
+    // The queue removes its name afterwards: the replica's stays, whole.
+    await Deno.remove(src);
+    assert.deepEqual(await store.get("app/ltx/0/a.ltx"), body);
+  });
+});
+
+Deno.test("file store: linkFrom falls back to writing when the target exists, the source is gone, or the write is conditional", async () => {
+  await withStore(async (store, dir) => {
+    const src = `${dir}/queue-file.ltx`;
+    const first = enc.encode("first");
+    const second = enc.encode("second version");
+    await store.put("app/ltx/0/a.ltx", first);
+    await Deno.writeFile(src, second);
+    // An existing target is replaced atomically by a written copy (never linked over, never left as it was).
+    await store.put("app/ltx/0/a.ltx", second, { linkFrom: src });
+    const path = `${dir}/replica/app/ltx/0/a.ltx`;
+    assert.deepEqual(await Deno.readFile(path), second);
+    assert.notEqual((await Deno.stat(path)).ino, (await Deno.stat(src)).ino);
+    // A missing source: the bytes are written.
+    await store.put("app/ltx/0/b.ltx", second, { linkFrom: `${dir}/gone.ltx` });
+    assert.deepEqual(await store.get("app/ltx/0/b.ltx"), second);
+    // A conditional create keeps its exclusive semantics (no link).
+    await assert.rejects(
+      store.put("app/ltx/0/b.ltx", second, { linkFrom: src, ifNoneMatch: "*" }),
+      ConflictError,
+    );
+    await store.put("app/ltx/0/c.ltx", second, { linkFrom: src, ifNoneMatch: "*" });
+    assert.notEqual((await Deno.stat(`${dir}/replica/app/ltx/0/c.ltx`)).ino, (await Deno.stat(src)).ino);
+  });
+});

@@ -37,6 +37,13 @@ export interface PutOptions {
   ifMatch?: string;
   /** For the file backend: the mtime to set (Litestream sets it to the LTX header timestamp). */
   mtime?: Date;
+  /**
+   * For the file backend: a local file holding exactly `body`, already durable (fsync'd, its directory too)
+   * and never modified afterwards (a local queue file). The store may hard-link it into place instead of
+   * writing and syncing the bytes again; it writes them when it cannot (another file system, an existing
+   * target, a conditional write). Other backends ignore it.
+   */
+  linkFrom?: string;
 }
 
 /** Options for {@link ObjectStore.list}. */

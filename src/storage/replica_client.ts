@@ -199,14 +199,16 @@ export class ReplicaClient {
 
   /**
    * Writes one LTX file: metadata `litestream-timestamp` (RFC3339Nano of `opts.timestamp`) and `sha256` on S3;
-   * on the file backend mtime = `opts.timestamp` and the `sha256` in a sidecar. Returns its info (createdAt = the timestamp).
+   * on the file backend mtime = `opts.timestamp` and the `sha256` in a sidecar. `opts.sourcePath` names a
+   * durable local file holding `data` (a queue file) that a directory replica may hard-link instead of
+   * copying (`PutOptions.linkFrom`). Returns its info (createdAt = the timestamp).
    */
   async writeLtxFile(
     level: number,
     minTXID: number,
     maxTXID: number,
     data: Uint8Array,
-    opts: { timestamp: number },
+    opts: { timestamp: number; sourcePath?: string },
   ): Promise<LtxFileInfo> {
     const key = this.ltxKey(level, minTXID, maxTXID);
     await this.store.put(key, data, {
@@ -215,6 +217,7 @@ export class ReplicaClient {
         [SHA256_METADATA_KEY]: sha256Hex(data),
       },
       mtime: new Date(opts.timestamp),
+      linkFrom: opts.sourcePath,
     });
     return { level, minTXID, maxTXID, size: data.byteLength, createdAt: new Date(opts.timestamp), key };
   }
