@@ -25,6 +25,11 @@ async function run(cmd: string, args: string[], opts: { cwd?: string; env?: Reco
 
 let bundleDir: string | undefined;
 
+/** `deno run` of the bundle `js` with only the product's permissions (a command prefix). */
+function bundleCommand(js: string): string[] {
+  return [Deno.execPath(), "run", "--quiet", "--no-config", ...PRODUCT_PERMISSIONS, js];
+}
+
 /** Bundles main.ts once per test run (the same command as `deno task bundle`, into a temp dir). */
 async function bundle(): Promise<string> {
   if (bundleDir) return `${bundleDir}/walrust.js`;
@@ -58,41 +63,20 @@ Deno.test("deno task compile and the walrust launcher pass the release arguments
 });
 
 Deno.test("bundle: runs from another directory with only the product permissions", async () => {
-  const js = await bundle();
+  const [bundleCmd, ...bundlePre] = bundleCommand(await bundle());
   const cwd = await Deno.makeTempDir();
   try {
-    const v = await run(Deno.execPath(), [
-      "run",
-      "--quiet",
-      "--no-config",
-      ...PRODUCT_PERMISSIONS,
-      js,
-      "--version",
-    ], {
+    const v = await run(bundleCmd, [...bundlePre, "--version"], {
       cwd,
     });
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout, /^walrust \d+\.\d+\.\d+/);
-    const h = await run(Deno.execPath(), [
-      "run",
-      "--quiet",
-      "--no-config",
-      ...PRODUCT_PERMISSIONS,
-      js,
-      "--help",
-    ], {
+    const h = await run(bundleCmd, [...bundlePre, "--help"], {
       cwd,
     });
     assert.equal(h.code, 0, h.stderr);
     assert.match(h.stdout, /Commands:/);
-    const bad = await run(Deno.execPath(), [
-      "run",
-      "--quiet",
-      "--no-config",
-      ...PRODUCT_PERMISSIONS,
-      js,
-      "nope",
-    ], {
+    const bad = await run(bundleCmd, [...bundlePre, "nope"], {
       cwd,
     });
     assert.equal(bad.code, 2);
@@ -102,25 +86,12 @@ Deno.test("bundle: runs from another directory with only the product permissions
 });
 
 Deno.test("bundle: runs the main job (walrust demo) with only the product permissions", async () => {
-  const js = await bundle();
+  const [bundleCmd, ...bundlePre] = bundleCommand(await bundle());
   const dir = await Deno.makeTempDir();
   try {
-    const r = await run(
-      Deno.execPath(),
-      [
-        "run",
-        "--quiet",
-        "--no-config",
-        ...PRODUCT_PERMISSIONS,
-        js,
-        "demo",
-        "--dir",
-        dir,
-        "--transactions",
-        "60",
-      ],
-      { cwd: dir },
-    );
+    const r = await run(bundleCmd, [...bundlePre, "demo", "--dir", dir, "--transactions", "60"], {
+      cwd: dir,
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /match: source and restored databases are identical/);
   } finally {
@@ -182,15 +153,7 @@ async function assertLargeRestoreUsesWorker(walrust: string[]): Promise<void> {
 }
 
 Deno.test("bundle: a large restore decodes on two threads (the bundle starts itself as the decode Worker)", async () => {
-  const js = await bundle();
-  await assertLargeRestoreUsesWorker([
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "--no-config",
-    ...PRODUCT_PERMISSIONS,
-    js,
-  ]);
+  await assertLargeRestoreUsesWorker(bundleCommand(await bundle()));
 });
 
 const denort = Deno.env.get("DENORT_BIN");

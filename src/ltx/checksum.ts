@@ -208,6 +208,54 @@ const STREAM = 256;
 const T0_HI = new Uint32Array(256);
 const T0_LO = new Uint32Array(256);
 
+/** Per-byte tables of the "advance over n zero bytes" operator: entry j·256 + v is shift(v << 8j). */
+interface ZeroShiftTables {
+  hi: Uint32Array;
+  lo: Uint32Array;
+}
+
+const zeroShiftCache = new Map<number, ZeroShiftTables>();
+
+/**
+ * The tables that advance a CRC-64 register over `n` zero bytes (built once per length, ~1 ms for a 4 KiB
+ * page): the operator is linear, so it is computed for each of the 64 register bits and combined per byte.
+ */
+export function zeroShiftTables(n: number): ZeroShiftTables {
+  const cached = zeroShiftCache.get(n);
+  if (cached) return cached;
+  const bitHi = new Uint32Array(64);
+  const bitLo = new Uint32Array(64);
+  for (let bit = 0; bit < 64; bit++) {
+    let hi = bit >= 32 ? 2 ** (bit - 32) : 0;
+    let lo = bit < 32 ? 2 ** bit : 0;
+    for (let s = 0; s < n; s++) {
+      const idx = lo & 0xff;
+      lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
+      hi = (hi >>> 8) ^ T0_HI[idx];
+    }
+    bitHi[bit] = hi >>> 0;
+    bitLo[bit] = lo >>> 0;
+  }
+  const t: ZeroShiftTables = { hi: new Uint32Array(8 * 256), lo: new Uint32Array(8 * 256) };
+  for (let j = 0; j < 8; j++) {
+    for (let v = 0; v < 256; v++) {
+      let hi = 0;
+      let lo = 0;
+      for (let b = 0; b < 8; b++) {
+        if ((v >>> b) & 1) {
+          hi ^= bitHi[8 * j + b];
+          lo ^= bitLo[8 * j + b];
+        }
+      }
+      t.hi[j * 256 + v] = hi >>> 0;
+      t.lo[j * 256 + v] = lo >>> 0;
+    }
+  }
+  if (zeroShiftCache.size > 8) zeroShiftCache.clear();
+  zeroShiftCache.set(n, t);
+  return t;
+}
+
 /**
  * Fills the kernel's tables. Slicing table k holds, for each byte value, the register after that byte
  * followed by k zero bytes; byte j of an 8-byte word (little-endian) uses table 7 − j. Shift table 7 − j
@@ -247,31 +295,11 @@ const T0_LO = new Uint32Array(256);
     slicing[0] = hiK;
     slicing[1] = loK;
   }
-  // The shift is linear: compute it for each of the 64 register bits, then combine per byte value.
-  const bitHi = new Uint32Array(64);
-  const bitLo = new Uint32Array(64);
-  for (let bit = 0; bit < 64; bit++) {
-    let hi = bit >= 32 ? 2 ** (bit - 32) : 0;
-    let lo = bit < 32 ? 2 ** bit : 0;
-    for (let s = 0; s < STREAM; s++) {
-      const idx = lo & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
-      hi = (hi >>> 8) ^ T0_HI[idx];
-    }
-    bitHi[bit] = hi >>> 0;
-    bitLo[bit] = lo >>> 0;
-  }
+  // The kernel's shift tables: register byte j (0 = lowest) uses table 7 − j.
+  const shift = zeroShiftTables(STREAM);
   for (let j = 0; j < 8; j++) {
     for (let v = 0; v < 256; v++) {
-      let hi = 0;
-      let lo = 0;
-      for (let b = 0; b < 8; b++) {
-        if ((v >>> b) & 1) {
-          hi ^= bitHi[8 * j + b];
-          lo ^= bitLo[8 * j + b];
-        }
-      }
-      put(8 * 256 + (7 - j) * 256 + v, hi >>> 0, lo >>> 0);
+      put(8 * 256 + (7 - j) * 256 + v, shift.hi[j * 256 + v], shift.lo[j * 256 + v]);
     }
   }
 })();
@@ -460,54 +488,6 @@ export class Crc64 {
     this.#lo = 0xffffffff;
     return this;
   }
-}
-
-/** Per-byte tables of the "advance over n zero bytes" operator: entry j·256 + v is shift(v << 8j). */
-interface ZeroShiftTables {
-  hi: Uint32Array;
-  lo: Uint32Array;
-}
-
-const zeroShiftCache = new Map<number, ZeroShiftTables>();
-
-/**
- * The tables that advance a CRC-64 register over `n` zero bytes (built once per length, ~1 ms for a 4 KiB
- * page): the operator is linear, so it is computed for each of the 64 register bits and combined per byte.
- */
-export function zeroShiftTables(n: number): ZeroShiftTables {
-  const cached = zeroShiftCache.get(n);
-  if (cached) return cached;
-  const bitHi = new Uint32Array(64);
-  const bitLo = new Uint32Array(64);
-  for (let bit = 0; bit < 64; bit++) {
-    let hi = bit >= 32 ? 2 ** (bit - 32) : 0;
-    let lo = bit < 32 ? 2 ** bit : 0;
-    for (let s = 0; s < n; s++) {
-      const idx = lo & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
-      hi = (hi >>> 8) ^ T0_HI[idx];
-    }
-    bitHi[bit] = hi >>> 0;
-    bitLo[bit] = lo >>> 0;
-  }
-  const t: ZeroShiftTables = { hi: new Uint32Array(8 * 256), lo: new Uint32Array(8 * 256) };
-  for (let j = 0; j < 8; j++) {
-    for (let v = 0; v < 256; v++) {
-      let hi = 0;
-      let lo = 0;
-      for (let b = 0; b < 8; b++) {
-        if ((v >>> b) & 1) {
-          hi ^= bitHi[8 * j + b];
-          lo ^= bitLo[8 * j + b];
-        }
-      }
-      t.hi[j * 256 + v] = hi >>> 0;
-      t.lo[j * 256 + v] = lo >>> 0;
-    }
-  }
-  if (zeroShiftCache.size > 8) zeroShiftCache.clear();
-  zeroShiftCache.set(n, t);
-  return t;
 }
 
 /** CRC-64/GO-ISO of `b`. */

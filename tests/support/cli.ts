@@ -34,15 +34,9 @@ export async function runInProcess(args: string[], env: Record<string, string> =
 /** The repository root. */
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
-/** The product's permission flags: what a user runs the binary with. */
-export const PRODUCT_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-env",
-  "--allow-run",
-  "--allow-sys",
-];
+/** The product's permission flags: what a user runs the binary with (scripts/compile_args.ts). */
+import { PRODUCT_PERMISSIONS } from "../../scripts/compile_args.ts";
+export { PRODUCT_PERMISSIONS };
 
 /**
  * Runs `walrust <args>` as a separate `deno run` process of main.ts with the product's permissions.
