@@ -39,7 +39,7 @@ import {
   TRAILER_SIZE,
   trailerProblem,
 } from "../ltx/types.ts";
-import { DECODE_WORKER_NAME, decodeWorkerEntry } from "./worker_entry.ts";
+import { DECODE_WORKER_NAME, decodeWorkerEntry, decodeWorkerFile } from "./worker_entry.ts";
 
 /**
  * A fast path will not decide this file (a legacy frame-encoded page, or any rule broken): the restore
@@ -677,11 +677,9 @@ async function* abortable(
  */
 export function spawnDecodeWorker(): Worker {
   const entry = decodeWorkerEntry(import.meta.url);
-  if (entry.startsWith("file:")) {
-    const path = decodeURIComponent(new URL(entry).pathname);
-    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
-      throw new FastPathDeclined(`the decode Worker needs read access to ${path}`);
-    }
+  const path = decodeWorkerFile(entry);
+  if (path !== null && Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+    throw new FastPathDeclined(`the decode Worker needs read access to ${path}`);
   }
   return new Worker(entry, { type: "module", name: DECODE_WORKER_NAME });
 }

@@ -22,3 +22,14 @@ export function decodeWorkerEntry(spawnerUrl: string): string {
 export function isDecodeWorker(): boolean {
   return (globalThis as { name?: unknown }).name === DECODE_WORKER_NAME;
 }
+
+/**
+ * The file a read permission must cover for the Worker at `entry` to load, or null when none is needed: a
+ * module embedded in a `deno compile` executable (under its virtual `…/deno-compile-<name>/` root) or one
+ * that is not a local file.
+ */
+export function decodeWorkerFile(entry: string): string | null {
+  if (!entry.startsWith("file:")) return null;
+  const path = decodeURIComponent(new URL(entry).pathname);
+  return /\/deno-compile-[^/]+\//.test(path) ? null : path;
+}
