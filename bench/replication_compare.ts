@@ -19,6 +19,7 @@
  * - Peak RSS is the largest 500 ms sample and also VmHWM (the kernel's high-water mark) at the end.
  *
  * Usage: deno run -A bench/replication_compare.ts [--dbs 1] [--rate 50] [--duration 30] [--tools walrust,litestream]
+ *   [--repeat N] (the tools take turns N times; the table ends with each figure's median over the rounds)
  * Writes bench/results/replication_<dbs>x<rate>.json and prints a table.
  */
 import { DatabaseSync } from "node:sqlite";
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     rate: { type: "string", default: "50" },
     duration: { type: "string", default: "30" },
     tools: { type: "string", default: "walrust,litestream" },
+    repeat: { type: "string", default: "1" },
     out: { type: "string" },
   },
 });
@@ -261,10 +263,25 @@ async function benchTool(tool: "walrust" | "litestream"): Promise<ToolResult> {
   return result;
 }
 
-const results: ToolResult[] = [];
+// With --repeat, the tools take turns N times and each figure is the median over the rounds: CPU is read in
+// 10 ms ticks and a 1-database run uses ~0.1 s, so one round can be off by 10–20 %.
+const rounds: ToolResult[][] = [];
 const loadBefore = loadAverage();
-for (const t of tools) results.push(await benchTool(t));
+for (let i = 0; i < Math.max(1, Number(values.repeat)); i++) {
+  const round: ToolResult[] = [];
+  for (const t of tools) round.push(await benchTool(t));
+  rounds.push(round);
+}
 const loadAfter = loadAverage();
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const results: ToolResult[] = tools.map((tool) => {
+  const runs = rounds.map((round) => round.find((r) => r.tool === tool)!);
+  const keys = Object.keys(runs[0]).filter((k) => k !== "tool") as (keyof Omit<ToolResult, "tool">)[];
+  return {
+    tool,
+    ...Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))])),
+  } as ToolResult;
+});
 const w = results.find((r) => r.tool === "walrust");
 const l = results.find((r) => r.tool === "litestream");
 const ratios = w && l
@@ -275,6 +292,7 @@ const report = {
   // The machine is shared: the 1-minute load average before and after, to judge how noisy the run was.
   loadAverage: { before: loadBefore, after: loadAfter },
   results,
+  rounds,
   ratios,
   at: new Date(),
 };
@@ -283,11 +301,17 @@ const out = values.out ?? `${ROOT}/bench/results/replication_${N}x${R}.json`;
 await Deno.writeTextFile(out, JSON.stringify(report, null, 2));
 console.log(`workload: ${N} db × ${R} tx/s × ${D} s (load average ${loadBefore} → ${loadAfter})`);
 console.log(
-  "tool        peakRSS MB  HWM MB  meanRSS MB  CPU s   lag p50  p95    p99    max    written  missing",
+  "tool           peakRSS MB  HWM MB  meanRSS MB  CPU s   lag p50  p95    p99    max    written  missing",
 );
-for (const r of results) {
+const rows = rounds.length > 1
+  ? [
+    ...rounds.flatMap((round, i) => round.map((r) => ({ ...r, tool: `${r.tool}#${i + 1}` }))),
+    ...results.map((r) => ({ ...r, tool: `${r.tool} med` })),
+  ]
+  : results;
+for (const r of rows) {
   console.log(
-    `${r.tool.padEnd(11)} ${r.peakRssMB.toFixed(1).padStart(10)} ${r.hwmRssMB.toFixed(1).padStart(7)} ${
+    `${r.tool.padEnd(14)} ${r.peakRssMB.toFixed(1).padStart(10)} ${r.hwmRssMB.toFixed(1).padStart(7)} ${
       r.meanRssMB.toFixed(1).padStart(11)
     } ${r.cpuSeconds.toFixed(2).padStart(6)} ${r.lagP50.toFixed(2).padStart(7)} ${
       r.lagP95.toFixed(2).padStart(6)
