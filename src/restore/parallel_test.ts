@@ -16,6 +16,7 @@ import {
   crc64Combine,
   decodeSnapshotParallel,
   FastPathDeclined,
+  readRange,
   releaseChunk,
   segmentClaims,
   spawnDecodeWorker,
@@ -216,4 +217,32 @@ Deno.test("takeChunk/releaseChunk: written chunks are reused, foreign ones never
   releaseChunk(b); // twice: kept once
   assert.equal(takeChunk(size).buffer, b.buffer);
   assert.notEqual(takeChunk(size).buffer, b.buffer);
+});
+
+Deno.test("readRange: consecutive and abandoned ranges over reused buffers read exactly the file's bytes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/f.bin`;
+    const data = new Uint8Array(7 << 20);
+    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    await Deno.writeFile(path, data);
+    const MiB = 1 << 20;
+    const readAll = async (start: number, end: number, stopAfter = Infinity): Promise<Uint8Array> => {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of readRange(path, start, end, MiB)) {
+        parts.push(chunk.slice()); // used at once, as the decoders do
+        if (parts.length >= stopAfter) break; // abandoned: its buffers go back to the pool
+      }
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let o = 0;
+      for (const p of parts) out.set(p, (o += p.length) - p.length);
+      return out;
+    };
+    assert.deepEqual(await readAll(0, 3 * MiB + 5), data.subarray(0, 3 * MiB + 5));
+    assert.deepEqual(await readAll(100, 5 * MiB, 2), data.subarray(100, 100 + 2 * MiB));
+    assert.deepEqual(await readAll(3 * MiB + 5, 7 * MiB), data.subarray(3 * MiB + 5));
+    assert.deepEqual(await readAll(MiB, MiB + 10), data.subarray(MiB, MiB + 10));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
