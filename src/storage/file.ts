@@ -19,8 +19,9 @@
  * That is what catches damage a format check cannot see: an LTX file checksum covers the decompressed pages,
  * so a changed LZ4 match offset that still decodes to the same page passes every LTX rule. Listings skip
  * sidecars, and so does Litestream (its file client ignores names that are not `<min>-<max>.ltx`). A
- * sidecar is written after its file and is not fsynced: after a crash it may be missing or empty, which
- * reads as "no digest" (the LTX checks still apply), never as a wrong digest; an overwrite removes the old
+ * sidecar is written after its file, in place and without fsync: after a crash it may be missing, empty or
+ * torn, which does not parse and reads as "no digest" (the LTX checks still apply), never as a wrong
+ * digest; an overwrite removes the old
  * sidecar durably before the new file is written. Readers take the digest before and after reading the
  * bytes and check only when both agree, so a replacement during a read is never reported as damage.
  *
@@ -433,26 +434,21 @@ export class FileObjectStore implements ObjectStore {
   }
 
   /**
-   * Writes the sidecar of `path` (temp file and rename, no fsync: see the module doc). A failure is not an
+   * Writes the sidecar of `path` (created new, no fsync: see the module doc; `put` removed any old one
+   * first). No temp file and rename: a sidecar read half-written, or torn by a crash, does not parse and
+   * reads as "no digest", and reads only trust a digest seen before and after the file. A failure is not an
    * error: the file itself is written, and a missing digest only means the LTX checks are all there is.
    */
   #writeSidecar(path: string, hex: string, body: Uint8Array): void {
-    const side = sidecarPath(path);
-    const tmp = tempPathFor(side);
     const text = JSON.stringify({ sha256: hex, crc64: crc64(body).toString(16).padStart(16, "0") }) + "\n";
     try {
-      const f = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o644 });
+      const f = Deno.openSync(sidecarPath(path), { write: true, createNew: true, mode: 0o644 });
       try {
         writeAllSync(f, new TextEncoder().encode(text));
       } finally {
         f.close();
       }
-      Deno.renameSync(tmp, side);
-    } catch {
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* never created */ }
-    }
+    } catch { /* no sidecar: no digest */ }
   }
 
   /** Nothing to release. */

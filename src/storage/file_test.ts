@@ -260,10 +260,17 @@ Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by h
     assert.equal(recordedSha256(path), undefined);
     assert.deepEqual(await store.get(key), body);
 
-    // An unusable sidecar (empty after a crash, say) reads as no digest, never as a mismatch.
-    await Deno.writeTextFile(sidecarPath(path), "");
-    assert.deepEqual(await store.get(key), body);
-    assert.deepEqual((await store.head(key))?.metadata, {});
+    // An unusable sidecar (empty, torn or zero-filled after a crash: it is written in place) reads as no
+    // digest, never as a mismatch.
+    const whole = JSON.stringify({ sha256: "0".repeat(64), crc64: "0".repeat(16) }) + "\n";
+    for (
+      const text of ["", whole.slice(0, 80), whole.slice(0, whole.length - 2), "\0".repeat(whole.length)]
+    ) {
+      await Deno.writeTextFile(sidecarPath(path), text);
+      assert.equal(recordedSha256(path), undefined, JSON.stringify(text));
+      assert.deepEqual(await store.get(key), body);
+      assert.deepEqual((await store.head(key))?.metadata, {});
+    }
 
     // Delete removes both.
     await store.put(key, body, { metadata: { sha256: sha256Hex(body) } });

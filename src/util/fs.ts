@@ -74,10 +74,11 @@ export async function writeFileAtomic(
     } else {
       for await (const chunk of data) await writeAll(f, chunk);
     }
+    // The mtime through the open handle (no path lookup), before the fsync that makes it durable.
+    if (options?.mtime) f.utimeSync(options.mtime, options.mtime);
     await f.sync();
     f.close();
     f = undefined;
-    if (options?.mtime) Deno.utimeSync(tmp, options.mtime, options.mtime);
     Deno.renameSync(tmp, path);
   } catch (err) {
     try {
