@@ -87,8 +87,13 @@ class CountingClient extends ReplicaClient {
   readonly #counted = new Set<string>();
 
   /** Small sources are read whole (compactStep): counted once per file. */
-  override async readLtxFile(level: number, minTXID: number, maxTXID: number): Promise<Uint8Array> {
-    const bytes = await super.readLtxFile(level, minTXID, maxTXID);
+  override async readLtxFile(
+    level: number,
+    minTXID: number,
+    maxTXID: number,
+    opts?: { preferRecent?: boolean },
+  ): Promise<Uint8Array> {
+    const bytes = await super.readLtxFile(level, minTXID, maxTXID, opts);
     const key = this.ltxKey(level, minTXID, maxTXID);
     if (!this.#counted.has(key)) {
       this.#counted.add(key);

@@ -274,9 +274,10 @@ export async function compactStep(
   const started = performance.now();
   const readers = new Set<ReadableStreamDefaultReader<Uint8Array>>();
   async function* chunksOf(f: LtxFileInfo): AsyncGenerator<Uint8Array> {
-    // Small files (every L0 file, typically) in one read: a stream per file costs more than its bytes.
+    // Small files (every L0 file, typically) in one read: a stream per file costs more than its bytes. An L0
+    // file this process uploaded moments ago comes from memory (the merge verifies it like any input).
     if (f.size <= SMALL_SOURCE_BYTES) {
-      yield await client.readLtxFile(f.level, f.minTXID, f.maxTXID);
+      yield await client.readLtxFile(f.level, f.minTXID, f.maxTXID, { preferRecent: true });
       return;
     }
     const reader = (await client.openLtxFile(f.level, f.minTXID, f.maxTXID)).getReader();

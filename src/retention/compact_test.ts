@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CorruptionError, UsageError } from "../errors.ts";
-import { LtxDecoder } from "../ltx/decoder.ts";
+import { LtxDecoder, verifyLtx } from "../ltx/decoder.ts";
 import { EventBus, type WalrustEvent } from "../observe/events.ts";
 import { configureLogging } from "../observe/log.ts";
 import { type DbHistory, putL0Range, putLtx, sampleHistory } from "../restore/testing.ts";
@@ -203,8 +203,14 @@ Deno.test("compaction step: a corrupt source fails the step and writes nothing",
     const step = stepFor(await client.allLtxFiles(), 1);
     const victim = store.objects.get(client.ltxKey(0, 3, 3))!;
     victim.body[victim.body.length - 3] ^= 0x10; // the file checksum in the trailer
-    await assert.rejects(compactStep(client, step), CorruptionError);
+    // A process that did not write the sources (a restart, the compact command) reads the damaged copy.
+    const restarted = new ReplicaClient(store, "app");
+    await assert.rejects(compactStep(restarted, step), CorruptionError);
     assert.deepEqual(await client.ltxFiles(1), []);
+    // The writer still holds the bytes it uploaded and merges those (the damaged L0 is then covered).
+    const r = await compactStep(client, step);
+    assert.equal(r.output.maxTXID, 6);
+    await verifyLtx(await restarted.readLtxFile(1, 1, 6), "L1");
   });
 });
 

@@ -6,6 +6,7 @@ import {
   formatRfc3339Nano,
   listDatabases,
   parseRfc3339,
+  RecentFiles,
   ReplicaClient,
   TIMESTAMP_METADATA_KEY,
 } from "./replica_client.ts";
@@ -203,4 +204,52 @@ Deno.test("RFC3339Nano timestamps match Go's formatting and parse back", () => {
   for (const ms of [0, 1, 999, 1_700_000_000_001, 1_700_000_000_010]) {
     assert.equal(parseRfc3339(formatRfc3339Nano(ms))?.getTime(), ms);
   }
+});
+
+Deno.test("ReplicaClient: level-0 files just written are read from memory only when asked (compaction), and forgotten on delete", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const client = new ReplicaClient(new FileObjectStore(`${dir}/replica`), "app");
+    const bytes = new TextEncoder().encode("an L0 file's bytes");
+    await client.writeLtxFile(0, 5, 5, bytes, { timestamp: 1_700_000_000_000 });
+    await client.writeLtxFile(1, 1, 5, bytes, { timestamp: 1_700_000_000_000 });
+    // Gone from the store behind the client's back: plain reads see the store, preferRecent the memory.
+    await Deno.remove(`${dir}/replica/app/ltx/0/0000000000000005-0000000000000005.ltx`);
+    await assert.rejects(client.readLtxFile(0, 5, 5), NotFoundError);
+    assert.deepEqual(await client.readLtxFile(0, 5, 5, { preferRecent: true }), bytes);
+    // Only level 0 is kept: a compacted output is always read back from the store.
+    await Deno.remove(`${dir}/replica/app/ltx/1/0000000000000001-0000000000000005.ltx`);
+    await assert.rejects(client.readLtxFile(1, 1, 5, { preferRecent: true }), NotFoundError);
+    // Deleting through the client forgets it.
+    await client.deleteLtxFiles([{ level: 0, minTXID: 5, maxTXID: 5 }]);
+    await assert.rejects(client.readLtxFile(0, 5, 5, { preferRecent: true }), NotFoundError);
+    // Another replica with the same database name has its own entries.
+    const other = new ReplicaClient(new FileObjectStore(`${dir}/other`), "app");
+    await client.writeLtxFile(0, 6, 6, bytes, { timestamp: 1_700_000_000_000 });
+    await assert.rejects(other.readLtxFile(0, 6, 6, { preferRecent: true }), NotFoundError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("RecentFiles: holds at most its budget, oldest out first, never a file over the size limit", () => {
+  const c = new RecentFiles(10, 6);
+  const b = (n: number, v: number) => new Uint8Array(n).fill(v);
+  c.set("a", b(4, 1));
+  c.set("b", b(4, 2));
+  assert.equal(c.bytes, 8);
+  c.set("c", b(4, 3)); // 12 > 10: "a" goes
+  assert.equal(c.get("a"), undefined);
+  assert.deepEqual(c.get("b"), b(4, 2));
+  assert.equal(c.bytes, 8);
+  c.set("big", b(7, 4)); // over the per-file limit: not kept
+  assert.equal(c.get("big"), undefined);
+  c.set("b", b(2, 5)); // replaced: counted once
+  assert.equal(c.bytes, 6);
+  const shared = new Uint8Array(100);
+  c.set("view", shared.subarray(10, 13)); // a view is copied, not the whole buffer kept
+  assert.equal(c.get("view")!.buffer.byteLength, 3);
+  c.delete("c");
+  c.delete("missing");
+  assert.equal(c.bytes, 5);
 });
