@@ -38,7 +38,8 @@ export interface KernelFunction {
   locals: [string, KernelType][];
   /**
    * Flat WAT instructions separated by whitespace; `;;` starts a comment. Supported: `block`/`loop`/`if`
-   * (no block results), `else`, `end`, `br N`, `br_if N`, `return`, `local.get|set|tee $x`, `i32.const N`,
+   * (no block results), `else`, `end`, `br N`, `br_if N`, `return`, `call <name>` (a function of the same
+   * module), `local.get|set|tee $x`, `i32.const N`,
    * `i64.const N`, loads/stores with an optional `offset=N`, `memory.fill`, and the i32/i64 operators
    * listed in `OPCODES`.
    */
@@ -57,10 +58,12 @@ const OPCODES: Record<string, number[]> = {
   "i32.ne": [0x47],
   "i32.lt_u": [0x49],
   "i32.gt_u": [0x4b],
+  "i32.le_u": [0x4d],
   "i32.ge_u": [0x4f],
   "i32.add": [0x6a],
   "i32.sub": [0x6b],
   "i32.and": [0x71],
+  "i32.or": [0x72],
   "i32.xor": [0x73],
   "i32.shl": [0x74],
   "i32.shr_u": [0x76],
@@ -73,9 +76,11 @@ const OPCODES: Record<string, number[]> = {
 };
 /** Memory instructions: opcode and natural alignment (log2). */
 const MEMORY_OPCODES: Record<string, [number, number]> = {
+  "i32.load": [0x28, 2],
   "i64.load": [0x29, 3],
   "i32.load8_u": [0x2d, 0],
   "i32.load16_u": [0x2f, 1],
+  "i32.store": [0x36, 2],
   "i64.store": [0x37, 3],
   "i32.store8": [0x3a, 0],
 };
@@ -109,7 +114,7 @@ const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.fl
 const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
 const name = (s: string): number[] => vec([...new TextEncoder().encode(s)].map((b) => [b]));
 
-function assembleBody(f: KernelFunction): number[] {
+function assembleBody(f: KernelFunction, functions: Map<string, number>): number[] {
   const index = new Map<string, number>();
   [...f.params, ...f.locals].forEach(([n], i) => index.set(n, i));
   const tokens = f.body.replace(/;;[^\n]*/g, "").split(/\s+/).filter((t) => t !== "");
@@ -134,6 +139,10 @@ function assembleBody(f: KernelFunction): number[] {
     } else if (t === "i32.const" || t === "i64.const") {
       const v = BigInt(next(++i));
       code.push(t === "i32.const" ? 0x41 : 0x42, ...sleb(BigInt.asIntN(t === "i32.const" ? 32 : 64, v)));
+    } else if (t === "call") {
+      const callee = functions.get(next(++i));
+      if (callee === undefined) throw new Error(`kernel ${f.name}: unknown function ${tokens[i]}`);
+      code.push(0x10, ...uleb(callee));
     } else if (t === "br" || t === "br_if") {
       code.push(t === "br" ? 0x0c : 0x0d, ...uleb(Number(next(++i))));
     } else {
@@ -154,6 +163,7 @@ export function instantiateKernel(
   fns: KernelFunction[],
   memory: WebAssembly.Memory,
 ): Record<string, (...args: number[]) => number> {
+  const functions = new Map(fns.map((f, i) => [f.name, i]));
   const types = fns.map((f) => [
     0x60,
     ...vec(f.params.map(([, ty]) => [TYPE_CODES[ty]])),
@@ -165,7 +175,7 @@ export function instantiateKernel(
     ...section(2, vec([[...name("env"), ...name("memory"), 0x02, 0x00, ...uleb(1)]])),
     ...section(3, vec(fns.map((_, i) => uleb(i)))),
     ...section(7, vec(fns.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
-    ...section(10, vec(fns.map(assembleBody))),
+    ...section(10, vec(fns.map((f) => assembleBody(f, functions)))),
   ]);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
   return instance.exports as Record<string, (...args: number[]) => number>;
@@ -332,10 +342,14 @@ function shift8(r: string): string {
 const T = KERNEL_LAYOUT.crcTables;
 const SHIFT = T + SHIFT_TABLES;
 
-/** `crc(p, n)`: updates the register at `crcState` with bytes [p, p + n) of kernel memory. */
-const CRC_KERNEL: KernelFunction = {
+/**
+ * `crc(p, n, s)`: updates the register stored at `s` (inverted, little-endian u64; `crcState` for
+ * {@link Crc64}) with bytes [p, p + n) of the memory. It reads the tables at `crcTables`: a module that
+ * instantiates it on another memory copies them there first ({@link CRC_TABLES_SIZE}).
+ */
+export const CRC_KERNEL: KernelFunction = {
   name: "crc",
-  params: [["$p", "i32"], ["$n", "i32"]],
+  params: [["$p", "i32"], ["$n", "i32"], ["$s", "i32"]],
   locals: [
     ["$c", "i64"],
     ["$a", "i64"],
@@ -347,7 +361,7 @@ const CRC_KERNEL: KernelFunction = {
     ["$w", "i32"],
   ],
   body: `
-  i32.const 0 i64.load offset=${KERNEL_LAYOUT.crcState} local.set $c
+  local.get $s i64.load local.set $c
   block loop ;; four independent streams of ${STREAM} bytes, so the folds overlap
     local.get $n i32.const ${4 * STREAM} i32.lt_u br_if 1
     local.get $c local.set $a i64.const 0 local.set $b i64.const 0 local.set $x i64.const 0 local.set $y
@@ -386,10 +400,14 @@ const CRC_KERNEL: KernelFunction = {
     local.get $n i32.const 1 i32.sub local.set $n
     br 0
   end end
-  i32.const 0 local.get $c i64.store offset=${KERNEL_LAYOUT.crcState}`,
+  local.get $s local.get $c i64.store`,
 };
 
-const crcKernel = instantiateKernel([CRC_KERNEL], kernelMemory).crc as (p: number, n: number) => void;
+/** Bytes at the start of the kernel memory holding the CRC kernel's tables. */
+export const CRC_TABLES_SIZE: number = KERNEL_LAYOUT.crcState;
+
+const crcRun = instantiateKernel([CRC_KERNEL], kernelMemory).crc as (p: number, n: number, s: number) => void;
+const crcKernel = (p: number, n: number): void => crcRun(p, n, KERNEL_LAYOUT.crcState);
 
 /**
  * Incremental CRC-64/GO-ISO (width 64, poly 0x1B reflected, init and xorout all ones). Check value of
@@ -483,6 +501,19 @@ export class Crc64 {
     }
     out[0] = ~sHi >>> 0 & 0x7fffffff;
     out[1] = ~sLo >>> 0;
+    return this;
+  }
+
+  /** Stores the register (inverted, as the kernel keeps it: little-endian u64) at `at` of `view`. */
+  saveRegister(view: DataView, at: number): void {
+    view.setUint32(at, this.#lo, true);
+    view.setUint32(at + 4, this.#hi, true);
+  }
+
+  /** Takes the register from `at` of `view` (as {@link saveRegister} stores it). */
+  loadRegister(view: DataView, at: number): this {
+    this.#lo = view.getUint32(at, true);
+    this.#hi = view.getUint32(at + 4, true);
     return this;
   }
 

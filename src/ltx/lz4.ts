@@ -143,7 +143,7 @@ const EXTEND = (len: string) => `
  * Literals are copied 16 bytes and matches 8 bytes at a time (reads and writes may run 15 bytes past the
  * ends, into the layout's slack); matches with offset 1 are a fill, offsets 2…7 go byte by byte.
  */
-const LZ4_KERNEL: KernelFunction = {
+export const LZ4_KERNEL: KernelFunction = {
   name: "lz4_block",
   params: [["$s", "i32"], ["$se", "i32"], ["$d", "i32"], ["$de", "i32"]],
   result: "i32",

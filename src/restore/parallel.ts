@@ -13,17 +13,15 @@
  * snapshots: header, page order 1…commit without the lock page, compressed sizes, exact decompression, end
  * marker, page index equal to the frames read, index size, file checksum, trailer, post-apply checksum. They
  * never report a problem themselves: any broken rule (and a legacy frame-encoded page) throws
- * {@link FastPathDeclined} or the LZ4 kernel's CorruptionError, and the restore starts over with the full
- * decoder, so errors read exactly as always and a fast path can never accept what the full decoder rejects.
- * Each page is decompressed and hashed in the LZ4/CRC kernel and copied once, into a 4 MiB output chunk.
+ * {@link FastPathDeclined}, and the restore starts over with the full decoder, so errors read exactly as
+ * always and a fast path can never accept what the full decoder rejects. The frames themselves are decoded
+ * by `segment.ts` (the per-page loop in WebAssembly, pages written from its memory without a copy).
  *
  * @module
  */
 
-import { InterruptedError } from "../errors.ts";
-import { Crc64, kernelBytes } from "../ltx/checksum.ts";
+import { Crc64 } from "../ltx/checksum.ts";
 import type { ByteSink } from "../ltx/encoder.ts";
-import { decompressBlockInKernel, lz4BlockBound } from "../ltx/lz4.ts";
 import {
   CHECKSUM_FLAG,
   HEADER_FLAG_NO_CHECKSUM,
@@ -32,64 +30,22 @@ import {
   lockPgno,
   type LtxHeader,
   type LtxTrailer,
-  PAGE_FLAG_SIZE,
   PAGE_HEADER_SIZE,
   parseHeaderBytes,
   readUvarint,
   TRAILER_SIZE,
   trailerProblem,
 } from "../ltx/types.ts";
+import {
+  FastPathDeclined,
+  fileRangeSource,
+  type FrameSource,
+  type ReleasingSink,
+  SegmentDecoder,
+  type SegmentResult,
+  type SegmentSpec,
+} from "./segment.ts";
 import { DECODE_WORKER_NAME, decodeWorkerEntry, decodeWorkerFile } from "./worker_entry.ts";
-
-/**
- * A fast path will not decide this file (a legacy frame-encoded page, or any rule broken): the restore
- * starts over with the full decoder, which reports the problem exactly as always.
- */
-export class FastPathDeclined extends Error {
-  /** Records why, for the debug log. */
-  constructor(reason: string) {
-    super(reason);
-    this.name = "FastPathDeclined";
-  }
-}
-
-/** Output chunk: large sequential writes. */
-const OUT_CHUNK = 4 << 20;
-
-/** Most free output chunks kept per size (the write queue holds ~4 in flight). */
-const POOL_MAX = 8;
-
-const pool = new Map<number, ArrayBuffer[]>();
-const issued = new WeakSet<ArrayBuffer>();
-
-/**
- * An output chunk of `size` zero-or-reused bytes: a chunk a sink handed back with {@link releaseChunk}, or a
- * new one. Reuse spares the allocator and the garbage collector 4 MiB per chunk (a 256 MB restore made ~64
- * of them, and their collection and fresh pages were ~15 % of its CPU). The content is undefined: callers
- * write every byte they pass on.
- */
-export function takeChunk(size: number): Uint8Array {
-  const buf = pool.get(size)?.pop();
-  if (buf) return new Uint8Array(buf);
-  const chunk = new Uint8Array(size);
-  issued.add(chunk.buffer);
-  return chunk;
-}
-
-/**
- * Hands a chunk back once it was written. Only chunks from {@link takeChunk} are kept (anything else is left
- * to the garbage collector): a sink may call this for every chunk it wrote, whoever produced it.
- */
-export function releaseChunk(chunk: Uint8Array): void {
-  const buf = chunk.buffer;
-  if (!(buf instanceof ArrayBuffer) || !issued.has(buf)) return;
-  let free = pool.get(buf.byteLength);
-  if (!free) pool.set(buf.byteLength, free = []);
-  if (free.length < POOL_MAX && !free.includes(buf)) free.push(buf);
-}
-
-/** Size of each read of a local file. */
-export const LOCAL_READ = 2 << 20;
 
 /** Exact reads over chunks: a view into the current chunk when it holds the bytes, else a copy. */
 export class ChunkReader {
@@ -179,206 +135,6 @@ export class ChunkReader {
 }
 
 /**
- * Reads bytes [`start`, `end`) of a local file in `bufSize` chunks, one read in flight while the consumer
- * works on the previous chunk; three buffers rotate (the consumer is done with a chunk two reads later).
- * Chunks are views of reused buffers: use each before asking for the next-but-one, and none after the end.
- */
-export async function* readRange(
-  path: string,
-  start: number,
-  end: number,
-  bufSize: number = LOCAL_READ,
-): AsyncGenerator<Uint8Array> {
-  const file = await Deno.open(path, { read: true });
-  let releaseAtEnd: Uint8Array[] = [];
-  try {
-    await file.seek(start, Deno.SeekMode.Start);
-    const size = Math.max(1, Math.min(bufSize, end - start));
-    // Full-size buffers come from the chunk pool and go back when the range is read: a restore reads
-    // ~14 segments per thread, and fresh buffers each time were ~20 000 page faults of 256 MB restore.
-    const pooled = size === bufSize;
-    const bufs = [0, 1, 2].map(() => pooled ? takeChunk(size) : new Uint8Array(size));
-    releaseAtEnd = pooled ? bufs : [];
-    let turn = 0;
-    let pos = start;
-    const readInto = (buf: Uint8Array): Promise<{ n: number | null } | { err: unknown }> =>
-      file.read(buf.subarray(0, Math.min(buf.length, end - pos))).then((n) => ({ n }), (err) => ({ err }));
-    let pending = pos < end ? readInto(bufs[0]) : Promise.resolve({ n: null });
-    try {
-      while (true) {
-        const r = await pending;
-        if ("err" in r) throw r.err;
-        if (r.n === null || r.n === 0) return;
-        const chunk = bufs[turn].subarray(0, r.n);
-        pos += r.n;
-        turn = (turn + 1) % bufs.length;
-        pending = pos < end ? readInto(bufs[turn]) : Promise.resolve({ n: null });
-        yield chunk;
-      }
-    } finally {
-      await pending;
-    }
-  } finally {
-    file.close();
-    // The consumer is done with every chunk once it asked past the last one (or closed the range).
-    for (const b of releaseAtEnd) releaseChunk(b);
-  }
-}
-
-/** A run of frames to decode: where it starts and what it must hold. */
-export interface SegmentSpec {
-  /** Page size. */
-  pageSize: number;
-  /** Database size in pages (header `commit`). */
-  commit: number;
-  /** The page number the first frame must have. */
-  first: number;
-  /** Whether to accumulate page checksums (header without the NoChecksum flag). */
-  checksums: boolean;
-  /** Object name, for the LZ4 kernel's errors. */
-  name: string;
-}
-
-/** What {@link decodeSegment} found. */
-export interface SegmentResult {
-  /** Page numbers, frame offsets and frame sizes of the frames read, in order. */
-  pgnos: number[];
-  /** Frame offsets (absolute). */
-  offsets: number[];
-  /** Frame sizes. */
-  sizes: number[];
-  /** The page number a following frame would have to have. */
-  next: number;
-  /** Whether the segment ended with the end marker (pgno 0, flags 0). */
-  ended: boolean;
-  /** XOR of the page checksums (without the flag), when `checksums`. */
-  xor: bigint;
-  /** Bytes fed to the CRC (page headers, sizes, decompressed pages, end marker). */
-  hashed: number;
-}
-
-/**
- * Decodes frames from `r` until the end marker or the end of input, feeding `crc` and writing the
- * database pages (the first at page `spec.first`; a zeroed lock page where it falls) as chunks to `sink`.
- * Snapshot rules: each frame is exactly the next page, never the lock page nor beyond commit.
- */
-export async function decodeSegment(
-  r: ChunkReader,
-  spec: SegmentSpec,
-  crc: Crc64,
-  sink: ByteSink,
-): Promise<SegmentResult> {
-  const { pageSize: ps, commit, checksums, name } = spec;
-  const lock = lockPgno(ps);
-  const bound = lz4BlockBound(ps);
-  const cap = Math.max(ps, Math.floor(OUT_CHUNK / ps) * ps);
-  let out = takeChunk(cap);
-  let outLen = 0;
-  const flush = async (): Promise<void> => {
-    if (outLen === 0) return;
-    await sink.write(outLen === out.length ? out : out.subarray(0, outLen));
-    // Another chunk each time: the sink owns the last one until it releases it (releaseChunk).
-    out = takeChunk(cap);
-    outLen = 0;
-  };
-  const res: SegmentResult = {
-    pgnos: [],
-    offsets: [],
-    sizes: [],
-    next: spec.first,
-    ended: false,
-    xor: 0n,
-    hashed: 0,
-  };
-  let next = spec.first;
-  if (next === lock && lock <= commit) throw new FastPathDeclined("segment starts at the lock page");
-  const kernel = kernelBytes;
-  const frameHead = new Uint8Array(PAGE_HEADER_SIZE + 4);
-  const pageSum = new Uint32Array(2);
-  let xorHi = 0;
-  let xorLo = 0;
-  let hashed = 0;
-  while (true) {
-    const frameOffset = r.offset;
-    let pgno: number;
-    let flags: number;
-    let block: Uint8Array;
-    const buf = r.buf;
-    const p = r.pos;
-    if (buf.length - p >= PAGE_HEADER_SIZE + 4) {
-      pgno = ((buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]) >>> 0;
-      flags = (buf[p + 4] << 8) | buf[p + 5];
-      if (pgno === 0 && flags === 0) {
-        crc.update(buf.subarray(p, p + PAGE_HEADER_SIZE));
-        r.skip(PAGE_HEADER_SIZE);
-        res.ended = true;
-        break;
-      }
-      if (flags !== PAGE_FLAG_SIZE) throw new FastPathDeclined("not a block-encoded page");
-      const csize = ((buf[p + 6] << 24) | (buf[p + 7] << 16) | (buf[p + 8] << 8) | buf[p + 9]) >>> 0;
-      if (csize === 0 || csize > bound) throw new FastPathDeclined("compressed size out of range");
-      crc.update(buf.subarray(p, p + PAGE_HEADER_SIZE + 4));
-      if (buf.length - p >= PAGE_HEADER_SIZE + 4 + csize) {
-        // The whole frame is in this chunk (nearly every page): no await.
-        block = buf.subarray(p + PAGE_HEADER_SIZE + 4, p + PAGE_HEADER_SIZE + 4 + csize);
-        r.skip(PAGE_HEADER_SIZE + 4 + csize);
-      } else {
-        r.skip(PAGE_HEADER_SIZE + 4);
-        block = await r.read(csize);
-      }
-    } else {
-      if (await r.atEnd()) break; // end of this segment's input (the caller checks where)
-      // The frame header straddles two chunks (rare): copy it out before the next read.
-      frameHead.set(await r.read(PAGE_HEADER_SIZE));
-      pgno = ((frameHead[0] << 24) | (frameHead[1] << 16) | (frameHead[2] << 8) | frameHead[3]) >>> 0;
-      flags = (frameHead[4] << 8) | frameHead[5];
-      if (pgno === 0 && flags === 0) {
-        crc.update(frameHead.subarray(0, PAGE_HEADER_SIZE));
-        res.ended = true;
-        break;
-      }
-      if (flags !== PAGE_FLAG_SIZE) throw new FastPathDeclined("not a block-encoded page");
-      frameHead.set(await r.read(4), PAGE_HEADER_SIZE);
-      const csize = ((frameHead[6] << 24) | (frameHead[7] << 16) | (frameHead[8] << 8) | frameHead[9]) >>> 0;
-      if (csize === 0 || csize > bound) throw new FastPathDeclined("compressed size out of range");
-      crc.update(frameHead);
-      block = await r.read(csize);
-    }
-    // Snapshot order: exactly the next page (never the lock page, never beyond commit).
-    if (pgno !== next || pgno > commit) throw new FastPathDeclined("page out of order");
-    const at = decompressBlockInKernel(block, ps, name, frameOffset + 10);
-    if (checksums) {
-      // One pass over the page for the file checksum and the page's own checksum.
-      crc.updatePage(at, ps, pgno, pageSum);
-      xorHi ^= pageSum[0];
-      xorLo ^= pageSum[1];
-    } else crc.updateKernel(at, ps);
-    hashed += PAGE_HEADER_SIZE + 4 + ps;
-    if (outLen === out.length) await flush();
-    out.set(kernel.subarray(at, at + ps), outLen);
-    outLen += ps;
-    res.pgnos.push(pgno);
-    res.offsets.push(frameOffset);
-    res.sizes.push(r.offset - frameOffset);
-    next = pgno + 1;
-    if (next === lock) {
-      next++;
-      if (lock <= commit) {
-        if (outLen === out.length) await flush();
-        out.fill(0, outLen, outLen + ps); // the lock page is zeros (a reused chunk holds old bytes)
-        outLen += ps;
-      }
-    }
-  }
-  if (res.ended) hashed += PAGE_HEADER_SIZE;
-  await flush();
-  res.next = next;
-  res.xor = (BigInt(xorHi >>> 0) << 32n) | BigInt(xorLo >>> 0);
-  res.hashed = hashed;
-  return res;
-}
-
-/**
  * Checks the bytes after the end marker (`rest`: page index, index size, trailer) against the frames read,
  * exactly as `LtxDecoder` does, and returns the trailer. `fileCrc(prefix)` gives the CRC of the whole file up
  * to and including `prefix` (the bytes of `rest` the checksum covers).
@@ -431,6 +187,19 @@ function snapshotHeader(hb: Uint8Array): LtxHeader {
   return parsed.header;
 }
 
+/** The rest of a {@link ChunkReader}'s input as a {@link FrameSource} (each read copies one chunk's bytes). */
+function readerSource(r: ChunkReader): FrameSource {
+  return {
+    async read(into: Uint8Array): Promise<number> {
+      if (await r.atEnd()) return 0;
+      const n = Math.min(into.length, r.buf.length - r.pos);
+      into.set(r.buf.subarray(r.pos, r.pos + n));
+      r.skip(n);
+      return n;
+    },
+  };
+}
+
 /**
  * Decodes a snapshot LTX file streamed from `source` into `sink` (sequentially). `checkHeader` checks the
  * header against the object's name. The last chunk is written only after the whole file verified.
@@ -448,7 +217,8 @@ export async function decodeSnapshotFast(
     checkHeader(h);
     const crc = new Crc64().update(hb);
     const checksums = (h.flags & HEADER_FLAG_NO_CHECKSUM) === 0;
-    // Hold back the last chunk until the file verified: a sink that keeps chunks sees it only then.
+    // Hold back the last chunk until the file verified: a sink that keeps chunks sees it only then. It
+    // releases what it is lent when the sink below does.
     let held: Uint8Array | null = null;
     const holding: ByteSink = {
       async write(chunk: Uint8Array): Promise<void> {
@@ -456,8 +226,12 @@ export async function decodeSnapshotFast(
         held = chunk;
       },
     };
-    const seg = await decodeSegment(
-      r,
+    if ((sink as Partial<ReleasingSink>).releasesChunks === true) {
+      Object.assign(holding, { releasesChunks: true });
+    }
+    const seg = await new SegmentDecoder().decode(
+      readerSource(r),
+      HEADER_SIZE,
       {
         pageSize: h.pageSize,
         commit: h.commit,
@@ -466,11 +240,17 @@ export async function decodeSnapshotFast(
         name,
       },
       crc,
+      null,
       holding,
     );
     if (!seg.ended) throw new FastPathDeclined("truncated");
     if (seg.next <= h.commit) throw new FastPathDeclined("snapshot ends before its last page");
-    const rest = await r.readToEnd(seg.pgnos.length * 30 + 1 + 8 + TRAILER_SIZE);
+    const limit = seg.pgnos.length * 30 + 1 + 8 + TRAILER_SIZE;
+    if (seg.leftover.length > limit) throw new FastPathDeclined("too many bytes after the pages");
+    const tail = await r.readToEnd(limit - seg.leftover.length);
+    const rest = new Uint8Array(seg.leftover.length + tail.length);
+    rest.set(seg.leftover);
+    rest.set(tail, seg.leftover.length);
     checkTail(h, rest, seg, (covered) => crc.update(covered).digest(), CHECKSUM_FLAG | seg.xor);
     if (held) await sink.write(held);
     return h;
@@ -635,7 +415,7 @@ export interface ParallelOptions {
   sink: ByteSink;
   /** Starts the decode Worker (injectable for tests). */
   spawn?: () => Worker;
-  /** Aborting stops the decode with {@link InterruptedError}. */
+  /** Aborting stops the decode with an InterruptedError. */
   signal?: AbortSignal;
   /** Called with the byte count of each chunk of the file read (the Worker's part: once, at its end). */
   onBytes?: (n: number) => void;
@@ -652,30 +432,6 @@ export interface ParallelOptions {
    * sequential path then reports the mismatch with the recorded SHA-256).
    */
   crc64?: bigint;
-}
-
-/** Feeds every chunk of `source` to `crc` on its way through. */
-export async function* crcTap(source: AsyncIterable<Uint8Array>, crc: Crc64): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    crc.update(chunk);
-    yield chunk;
-  }
-}
-
-/**
- * `source`, counting its bytes and stopping with {@link InterruptedError} at the first chunk after `signal`
- * aborted.
- */
-async function* abortable(
-  source: AsyncIterable<Uint8Array>,
-  signal: AbortSignal | undefined,
-  onBytes: ((n: number) => void) | undefined,
-): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    if (signal?.aborted) throw new InterruptedError("restore interrupted");
-    onBytes?.(chunk.length);
-    yield chunk;
-  }
 }
 
 /**
@@ -781,16 +537,23 @@ export async function decodeSnapshotParallel(opts: ParallelOptions): Promise<Ltx
     const crc = new Crc64().update(hb);
     const raw = new Crc64().update(hb);
     const mine: SegmentResult[] = [];
+    const decoder = new SegmentDecoder();
     for (let i = claimSegment(claims, false); i >= 0; i = claimSegment(claims, false)) {
       const seg = segments[i];
-      const source = abortable(readRange(ltxPath, seg.start, seg.end), opts.signal, opts.onBytes);
-      const r = new ChunkReader(rawCheck ? crcTap(source, raw) : source, seg.start);
+      const source = await fileRangeSource(ltxPath, seg.start, seg.end, opts.signal, opts.onBytes);
       try {
-        const res = await decodeSegment(r, { ...spec, first: seg.first }, crc, opts.sink);
-        checkSegmentEnd(segments, i, res, r.offset, h.commit);
+        const res = await decoder.decode(
+          source,
+          seg.start,
+          { ...spec, first: seg.first },
+          crc,
+          rawCheck ? raw : null,
+          opts.sink,
+        );
+        checkSegmentEnd(segments, i, res, res.consumed, h.commit);
         mine.push(res);
       } finally {
-        await r.close();
+        source.close();
       }
     }
     // Nothing claimed from the top: the Worker has nothing to report (and may not even have started).

@@ -15,13 +15,10 @@ import {
   claimSegment,
   crc64Combine,
   decodeSnapshotParallel,
-  FastPathDeclined,
-  readRange,
-  releaseChunk,
   segmentClaims,
   spawnDecodeWorker,
-  takeChunk,
 } from "./parallel.ts";
+import { FastPathDeclined } from "./segment.ts";
 import { buildHistory, type DbHistory, ltxFor } from "./testing.ts";
 
 Deno.test("crc64Combine: crc(a ‖ b) from crc(a), crc(b) and |b|, for random data and splits", () => {
@@ -198,50 +195,6 @@ Deno.test("decodeSnapshotParallel: with a recorded CRC-64 of the raw file, both 
     // A file that decodes fine but is not the one recorded: declined (the sequential path reports it).
     const wrong = await parallelDecode(dir, ltx, { crc64: crc64(ltx) ^ 1n });
     assert.ok(wrong instanceof FastPathDeclined && /CRC-64/.test(wrong.message), `${wrong}`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("takeChunk/releaseChunk: written chunks are reused, foreign ones never kept", () => {
-  const size = 12_345;
-  const a = takeChunk(size);
-  assert.equal(a.length, size);
-  releaseChunk(a.subarray(0, 100)); // a sink hands back the view it wrote
-  const b = takeChunk(size);
-  assert.equal(b.buffer, a.buffer, "the released buffer comes back");
-  const foreign = new Uint8Array(size);
-  releaseChunk(foreign);
-  assert.notEqual(takeChunk(size).buffer, foreign.buffer, "a chunk the pool did not issue is not kept");
-  releaseChunk(b);
-  releaseChunk(b); // twice: kept once
-  assert.equal(takeChunk(size).buffer, b.buffer);
-  assert.notEqual(takeChunk(size).buffer, b.buffer);
-});
-
-Deno.test("readRange: consecutive and abandoned ranges over reused buffers read exactly the file's bytes", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = `${dir}/f.bin`;
-    const data = new Uint8Array(7 << 20);
-    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
-    await Deno.writeFile(path, data);
-    const MiB = 1 << 20;
-    const readAll = async (start: number, end: number, stopAfter = Infinity): Promise<Uint8Array> => {
-      const parts: Uint8Array[] = [];
-      for await (const chunk of readRange(path, start, end, MiB)) {
-        parts.push(chunk.slice()); // used at once, as the decoders do
-        if (parts.length >= stopAfter) break; // abandoned: its buffers go back to the pool
-      }
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let o = 0;
-      for (const p of parts) out.set(p, (o += p.length) - p.length);
-      return out;
-    };
-    assert.deepEqual(await readAll(0, 3 * MiB + 5), data.subarray(0, 3 * MiB + 5));
-    assert.deepEqual(await readAll(100, 5 * MiB, 2), data.subarray(100, 100 + 2 * MiB));
-    assert.deepEqual(await readAll(3 * MiB + 5, 7 * MiB), data.subarray(3 * MiB + 5));
-    assert.deepEqual(await readAll(MiB, MiB + 10), data.subarray(MiB, MiB + 10));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

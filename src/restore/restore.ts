@@ -33,20 +33,14 @@ import {
 } from "../errors.ts";
 import { compactLtx, compactToDatabase } from "../ltx/compactor.ts";
 import { decodeDatabaseTo, LtxDecoder } from "../ltx/decoder.ts";
-import type { ByteSink } from "../ltx/encoder.ts";
 import { formatLtxFilename, type LtxHeader } from "../ltx/types.ts";
 import { describeV3, findV3Root, restoreV3 } from "../litestream/v3_restore.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
 import { recordedDigests, recordedSha256 } from "../storage/file.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
-import {
-  decodeSnapshotFast,
-  decodeSnapshotParallel,
-  FastPathDeclined,
-  PARALLEL_MIN_BYTES,
-  releaseChunk,
-} from "./parallel.ts";
+import { decodeSnapshotFast, decodeSnapshotParallel, PARALLEL_MIN_BYTES } from "./parallel.ts";
+import { FastPathDeclined, releaseChunk, type ReleasingSink } from "./segment.ts";
 import { calcRestorePlan } from "./plan.ts";
 
 /** Options of {@link restoreDatabase}. */
@@ -371,7 +365,7 @@ async function* localChunks(path: string): AsyncGenerator<Uint8Array> {
 }
 
 /** A ByteSink that writes behind: writes run in order while the caller prepares the next chunks. */
-interface FileSink extends ByteSink {
+interface FileSink extends ReleasingSink {
   /** Waits for every queued write (and early sync); throws the first error. */
   flush(): Promise<void>;
 }
@@ -393,7 +387,8 @@ const EARLY_SYNC_BYTES = 32 << 20;
 
 /**
  * A {@link FileSink} on an open file, mapping I/O failures to typed errors naming `path`. Chunks are never
- * reused by their producers (the ByteSink contract), so they can be written after `write` returned; they are
+ * reused by their producers before the sink hands them to `releaseChunk` (the ByteSink contract, and the
+ * release lets a segment decoder lend its memory), so they can be written after `write` returned; they are
  * written one at a time, in order. With `earlySync`, an `fdatasync` starts in the background after every
  * {@link EARLY_SYNC_BYTES} (one at a time).
  */
@@ -407,6 +402,7 @@ function fileSink(f: Deno.FsFile, path: string, earlySync = false): FileSink {
     if (failure !== null) throw failure;
   };
   return {
+    releasesChunks: true,
     async write(chunk: Uint8Array): Promise<void> {
       check();
       if (queued > WRITE_QUEUE_BYTES) {
@@ -418,8 +414,11 @@ function fileSink(f: Deno.FsFile, path: string, earlySync = false): FileSink {
       // Every rejection is captured here, so a failure between two calls is never an unhandled rejection;
       // after a failure the queued writes are skipped.
       tail = tail.then(async () => {
-        if (failure === null) await writeAll(f, chunk);
-        releaseChunk(chunk); // written: a decoder may reuse it (only chunks of its own pool are kept)
+        try {
+          if (failure === null) await writeAll(f, chunk);
+        } finally {
+          releaseChunk(chunk); // written (or failed): the decoder that lent it may reuse the memory
+        }
       }).catch((err) => {
         failure ??= localIoError(err, path, "write");
       }).finally(() => {

@@ -11,17 +11,8 @@
 
 import { Crc64 } from "../ltx/checksum.ts";
 import { writeAll } from "../util/fs.ts";
-import {
-  ChunkReader,
-  claimSegment,
-  crcTap,
-  decodeSegment,
-  readRange,
-  releaseChunk,
-  type WorkerPart,
-  type WorkerReply,
-  type WorkerRequest,
-} from "./parallel.ts";
+import { claimSegment, type WorkerPart, type WorkerReply, type WorkerRequest } from "./parallel.ts";
+import { fileRangeSource, releaseChunk, type ReleasingSink, SegmentDecoder } from "./segment.ts";
 
 /** The worker's global scope (typed here: the project compiles with the window library). */
 const scope = self as unknown as {
@@ -35,33 +26,41 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
   let out: Deno.FsFile | undefined;
   const parts: WorkerPart[] = [];
   try {
+    const decoder = new SegmentDecoder();
     for (let i = claimSegment(req.claims, true); i >= 0; i = claimSegment(req.claims, true)) {
       const seg = req.segments[i];
       out ??= await Deno.open(req.outPath, { write: true });
       await out.seek((seg.first - 1) * req.spec.pageSize, Deno.SeekMode.Start);
       const file = out;
-      // One write in flight while the next chunk decodes (chunks are fresh: the sink may keep them).
+      // One write in flight while the next chunk decodes; each chunk is handed back once written.
       let pending: Promise<void> = Promise.resolve();
-      const sink = {
+      const sink: ReleasingSink = {
+        releasesChunks: true,
         async write(chunk: Uint8Array): Promise<void> {
           await pending;
-          pending = writeAll(file, chunk).then(() => releaseChunk(chunk));
+          pending = writeAll(file, chunk).finally(() => releaseChunk(chunk));
           pending.catch(() => {}); // awaited (and thrown) by the next write or the end
         },
       };
       const crc = new Crc64();
       const raw = req.rawCrc ? new Crc64() : null;
-      const source = readRange(req.ltxPath, seg.start, seg.end);
-      const r = new ChunkReader(raw ? crcTap(source, raw) : source, seg.start);
+      const source = await fileRangeSource(req.ltxPath, seg.start, seg.end);
       try {
-        const result = await decodeSegment(r, { ...req.spec, first: seg.first }, crc, sink);
+        const result = await decoder.decode(
+          source,
+          seg.start,
+          { ...req.spec, first: seg.first },
+          crc,
+          raw,
+          sink,
+        );
         await pending;
-        const part: WorkerPart = { index: i, result, crc: crc.digest(), consumed: r.offset };
+        const part: WorkerPart = { index: i, result, crc: crc.digest(), consumed: result.consumed };
         if (raw) part.raw = raw.digest();
         parts.push(part);
       } finally {
         await pending.catch(() => {});
-        await r.close();
+        source.close();
       }
     }
     return { ok: true, parts };
