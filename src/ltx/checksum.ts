@@ -228,15 +228,11 @@ interface ZeroShiftTables {
   lo: Uint32Array;
 }
 
-const zeroShiftCache = new Map<number, ZeroShiftTables>();
-
 /**
- * The tables that advance a CRC-64 register over `n` zero bytes (built once per length, ~1 ms for a 4 KiB
- * page): the operator is linear, so it is computed for each of the 64 register bits and combined per byte.
+ * The tables that advance a CRC-64 register over `n` zero bytes (the kernel's stream joins): the operator is
+ * linear, so it is computed for each of the 64 register bits and combined per byte.
  */
-export function zeroShiftTables(n: number): ZeroShiftTables {
-  const cached = zeroShiftCache.get(n);
-  if (cached) return cached;
+function zeroShiftTables(n: number): ZeroShiftTables {
   const bitHi = new Uint32Array(64);
   const bitLo = new Uint32Array(64);
   for (let bit = 0; bit < 64; bit++) {
@@ -265,8 +261,6 @@ export function zeroShiftTables(n: number): ZeroShiftTables {
       t.lo[j * 256 + v] = lo >>> 0;
     }
   }
-  if (zeroShiftCache.size > 8) zeroShiftCache.clear();
-  zeroShiftCache.set(n, t);
   return t;
 }
 
@@ -452,55 +446,6 @@ export class Crc64 {
     this.#load();
     crcKernel(address, length);
     this.#store();
-    return this;
-  }
-
-  /**
-   * Feeds a page already in {@link kernelMemory} at `address` (`length` bytes) and returns its page
-   * checksum ({@link pageChecksum} of page `pgno`, without the flag bit) as `[hi, lo]` u32 halves in `out`,
-   * hashing the page once instead of twice. CRC registers are linear: the register after page P from state
-   * S is shift(S) XOR the register after P from 0, where shift advances a register over `length` zero bytes
-   * ({@link zeroShiftTables}). So one kernel pass from 0 gives R, then this CRC's register becomes
-   * shift(S) XOR R, and the page checksum's (started at all ones and fed the page number) shift(P) XOR R.
-   */
-  updatePage(address: number, length: number, pgno: number, out: Uint32Array): this {
-    kernelView.setUint32(KERNEL_LAYOUT.crcState, 0, true);
-    kernelView.setUint32(KERNEL_LAYOUT.crcState + 4, 0, true);
-    crcKernel(address, length);
-    const rLo = kernelView.getUint32(KERNEL_LAYOUT.crcState, true);
-    const rHi = kernelView.getUint32(KERNEL_LAYOUT.crcState + 4, true);
-    const t = zeroShiftTables(length);
-    // This CRC: shift(S) XOR R.
-    let hi = this.#hi;
-    let lo = this.#lo;
-    let sHi = rHi;
-    let sLo = rLo;
-    for (let j = 0; j < 4; j++) {
-      const a = (lo >>> (8 * j)) & 0xff;
-      const b = (hi >>> (8 * j)) & 0xff;
-      sHi ^= t.hi[j * 256 + a] ^ t.hi[(j + 4) * 256 + b];
-      sLo ^= t.lo[j * 256 + a] ^ t.lo[(j + 4) * 256 + b];
-    }
-    this.#hi = sHi >>> 0;
-    this.#lo = sLo >>> 0;
-    // The page checksum: all ones, then the page number (big-endian), then shift XOR R.
-    hi = 0xffffffff;
-    lo = 0xffffffff;
-    for (let k = 24; k >= 0; k -= 8) {
-      const idx = (lo ^ (pgno >>> k)) & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
-      hi = (hi >>> 8) ^ T0_HI[idx];
-    }
-    sHi = rHi;
-    sLo = rLo;
-    for (let j = 0; j < 4; j++) {
-      const a = (lo >>> (8 * j)) & 0xff;
-      const b = (hi >>> (8 * j)) & 0xff;
-      sHi ^= t.hi[j * 256 + a] ^ t.hi[(j + 4) * 256 + b];
-      sLo ^= t.lo[j * 256 + a] ^ t.lo[(j + 4) * 256 + b];
-    }
-    out[0] = ~sHi >>> 0 & 0x7fffffff;
-    out[1] = ~sLo >>> 0;
     return this;
   }
 

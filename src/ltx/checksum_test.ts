@@ -176,31 +176,3 @@ Deno.test("instantiateKernel: WAT-style text runs; unknown instructions and loca
   assert.throws(bad("i32.frobnicate"), /unknown instruction i32\.frobnicate/);
   assert.throws(bad("local.get $y drop"), /unknown local \$y/);
 });
-
-Deno.test("Crc64.updatePage: one pass gives the running CRC and the page checksum, as two separate passes do", () => {
-  fc.assert(
-    fc.property(
-      fc.uint8Array({ maxLength: 200 }),
-      fc.constantFrom(512, 1024, 4096, 65536),
-      fc.integer({ min: 1, max: 0xffffffff }),
-      fc.integer({ min: 0, max: 255 }),
-      (prefix, size, pgno, seed) => {
-        const page = new Uint8Array(size);
-        for (let i = 0; i < size; i++) page[i] = (seed * 31 + i * 7 + (i >> 9)) & 0xff;
-        const at = KERNEL_LAYOUT.output;
-        kernelBytes.set(page, at);
-        const sum = new Uint32Array(2);
-        const one = new Crc64().update(prefix).updatePage(at, size, pgno, sum);
-        const two = new Crc64().update(prefix).update(page);
-        assert.equal(one.digest(), two.digest());
-        const expected = pageChecksum(pgno, page) & ~CHECKSUM_FLAG;
-        assert.equal((BigInt(sum[0]) << 32n) | BigInt(sum[1]), expected);
-        assert.equal(
-          new Crc64().update(prefix).updatePage(at, size, pgno, sum).update(prefix).digest(),
-          new Crc64().update(prefix).update(page).update(prefix).digest(),
-        );
-      },
-    ),
-    { numRuns: 60 },
-  );
-});

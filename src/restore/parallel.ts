@@ -50,7 +50,7 @@ import { DECODE_WORKER_NAME, decodeWorkerEntry, decodeWorkerFile } from "./worke
 /** Exact reads over chunks: a view into the current chunk when it holds the bytes, else a copy. */
 export class ChunkReader {
   readonly #iter: AsyncIterator<Uint8Array>;
-  /** The current chunk; `pos` is the next unread byte in it (read directly by the hot loop). */
+  /** The current chunk; `pos` is the next unread byte in it. */
   buf: Uint8Array = new Uint8Array(0);
   /** Next unread byte of {@link buf}. */
   pos = 0;
