@@ -57,7 +57,7 @@ Deno.test("s3 backend against s3rver", async (t) => {
         assert.equal(head?.size, body.byteLength);
         assert.equal(head?.etag, etag);
         assert.equal(head?.metadata["litestream-timestamp"], "2024-01-02T03:04:05Z");
-        assert.equal(head?.metadata.sha256, sha256Hex(body));
+        assert.equal(head?.metadata.sha256, await sha256Hex(body));
         const chunks: Uint8Array[] = [];
         for await (const c of await store.getStream("app/0000/x")) chunks.push(c);
         assert.deepEqual(new Uint8Array(chunks.flatMap((c) => [...c])), body);

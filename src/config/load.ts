@@ -7,7 +7,7 @@
  * @module
  */
 
-import { WEBHOOK_EVENTS } from "../observe/webhooks.ts";
+import { WEBHOOK_EVENTS } from "../observe/webhook_events.ts";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, localIoError } from "../errors.ts";
 import { registerSecret } from "../observe/log.ts";

@@ -126,13 +126,13 @@ Deno.test("databaseChecksum: XOR of page checksums is order independent", () => 
   );
 });
 
-Deno.test("sha256Hex: FIPS 180-2 'abc' vector and empty input", () => {
+Deno.test("sha256Hex: FIPS 180-2 'abc' vector and empty input", async () => {
   assert.equal(
-    sha256Hex(enc.encode("abc")),
+    await sha256Hex(enc.encode("abc")),
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
   );
   assert.equal(
-    sha256Hex(new Uint8Array(0)),
+    await sha256Hex(new Uint8Array(0)),
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
   );
 });

@@ -27,19 +27,9 @@ import { log as defaultLog, type Logger, registerSecret } from "./log.ts";
 import { scrub } from "./scrub.ts";
 import { VERSION } from "../version.ts";
 
-/** Every event a webhook can receive; also the default set. */
-export const WEBHOOK_EVENTS = [
-  "upload_failed",
-  "auth_failure",
-  "corruption_detected",
-  "circuit_breaker_open",
-  "circuit_breaker_closed",
-  "checkpoint_emergency",
-  "verify_failed",
-] as const;
+import { WEBHOOK_EVENTS, type WebhookEventName } from "./webhook_events.ts";
 
-/** The name of a webhook event. */
-export type WebhookEventName = typeof WEBHOOK_EVENTS[number];
+export { WEBHOOK_EVENTS, type WebhookEventName };
 
 /** The JSON body of one delivery. */
 export interface WebhookPayload {

@@ -19,7 +19,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import {
   ConflictError,
@@ -42,6 +41,7 @@ import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
 import { decodeSnapshotFast, decodeSnapshotParallel, PARALLEL_MIN_BYTES } from "./parallel.ts";
 import { FastPathDeclined, releaseChunk, type ReleasingSink } from "./segment.ts";
 import { calcRestorePlan } from "./plan.ts";
+import { nodeCrypto } from "../util/node_crypto.ts";
 
 /** Options of {@link restoreDatabase}. */
 export interface RestoreOptions {
@@ -279,6 +279,7 @@ async function* localDownload(
   // The digest recorded when the file was written (directory replicas: see src/storage/file.ts), read
   // before the open and again at the end: only a digest seen both times belongs to the bytes read.
   const expected = recordedSha256(path);
+  const hash = expected ? (await nodeCrypto()).createHash("sha256") : null;
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -313,7 +314,6 @@ async function* localDownload(
   // changes that decode to the same pages, which no LTX rule can see. A mismatch is recorded rather than
   // thrown: the decoder's own (more specific) error wins when it has one, and the restore fails on the
   // recorded one after decoding otherwise (see `restoreDatabase`).
-  const hash = expected ? createHash("sha256") : null;
   let pending = readInto(bufs[0]);
   try {
     while (true) {

@@ -28,7 +28,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import {
   BucketNotFoundError,
   ConflictError,
@@ -40,6 +39,7 @@ import {
 } from "../errors.ts";
 import { crc64 } from "../ltx/checksum.ts";
 import { dirOf, fsyncDir, tempPathFor, writeAll, writeAllSync, writeFileAtomic } from "../util/fs.ts";
+import { nodeCrypto } from "../util/node_crypto.ts";
 import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
@@ -221,6 +221,7 @@ export class FileObjectStore implements ObjectStore {
       throw this.#readError(err, key, path);
     }
     if (expected) {
+      const { createHash } = await nodeCrypto();
       const actual = createHash("sha256").update(bytes).digest("hex");
       if (actual !== expected && recordedSha256(path) === expected) {
         throw digestMismatch(key, actual, expected);
@@ -236,14 +237,14 @@ export class FileObjectStore implements ObjectStore {
   async getStream(key: string): Promise<ReadableStream<Uint8Array>> {
     const path = this.localPath(key);
     const expected = recordedSha256(path); // before the open (see get)
+    const hash = expected ? (await nodeCrypto()).createHash("sha256") : null;
     let f: Deno.FsFile;
     try {
       f = await Deno.open(path, { read: true });
     } catch (err) {
       throw this.#readError(err, key, path);
     }
-    if (!expected) return f.readable;
-    const hash = createHash("sha256");
+    if (!hash || !expected) return f.readable;
     return f.readable.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, ctrl) {

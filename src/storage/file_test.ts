@@ -229,11 +229,11 @@ Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by h
   await withStore(async (store) => {
     const body = enc.encode("the bytes of an LTX file");
     const key = "db/ltx/0/0000000000000001-0000000000000001.ltx";
-    await store.put(key, body, { metadata: { sha256: sha256Hex(body), other: "dropped" } });
+    await store.put(key, body, { metadata: { sha256: await sha256Hex(body), other: "dropped" } });
     const path = store.localPath(key);
     assert.equal(sidecarPath(path), `${store.root}/db/ltx/0/.0000000000000001-0000000000000001.ltx.sha256`);
-    assert.equal(recordedSha256(path), sha256Hex(body));
-    assert.deepEqual((await store.head(key))?.metadata, { sha256: sha256Hex(body) });
+    assert.equal(recordedSha256(path), await sha256Hex(body));
+    assert.deepEqual((await store.head(key))?.metadata, { sha256: await sha256Hex(body) });
     assert.deepEqual(await store.get(key), body);
     assert.deepEqual(new Uint8Array(await new Response(await store.getStream(key)).arrayBuffer()), body);
     // The listing shows the object only (Litestream's file client skips the sidecar's name too).
@@ -254,7 +254,7 @@ Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by h
 
     // An overwrite replaces the digest; a put without one leaves no stale sidecar behind.
     const next = enc.encode("another version");
-    await store.put(key, next, { metadata: { sha256: sha256Hex(next) } });
+    await store.put(key, next, { metadata: { sha256: await sha256Hex(next) } });
     assert.deepEqual(await store.get(key), next);
     await store.put(key, body);
     assert.equal(recordedSha256(path), undefined);
@@ -273,7 +273,7 @@ Deno.test("file store: a sha256 given on put is kept in a sidecar, reported by h
     }
 
     // Delete removes both.
-    await store.put(key, body, { metadata: { sha256: sha256Hex(body) } });
+    await store.put(key, body, { metadata: { sha256: await sha256Hex(body) } });
     await store.delete([key]);
     assert.equal(await Deno.stat(sidecarPath(path)).catch(() => null), null);
     assert.deepEqual(await collect(store.list("")), []);
@@ -285,9 +285,9 @@ Deno.test("file store: a file replaced while it is being read is not reported as
     const key = "db/ltx/0/0000000000000002-0000000000000002.ltx";
     const a = enc.encode("first version ".repeat(1000));
     const b = enc.encode("second version ".repeat(1000));
-    await store.put(key, a, { metadata: { sha256: sha256Hex(a) } });
+    await store.put(key, a, { metadata: { sha256: await sha256Hex(a) } });
     const stream = await store.getStream(key); // open on version a
-    await store.put(key, b, { metadata: { sha256: sha256Hex(b) } }); // replaced before a byte is read
+    await store.put(key, b, { metadata: { sha256: await sha256Hex(b) } }); // replaced before a byte is read
     assert.deepEqual(new Uint8Array(await new Response(stream).arrayBuffer()), a);
     assert.deepEqual(await store.get(key), b);
   });
@@ -299,13 +299,17 @@ Deno.test("file store: linkFrom hard-links a durable source into place (one inod
     const src = `${dir}/queue-file.ltx`;
     await Deno.writeFile(src, body);
     const mtime = new Date(1_700_000_000_456);
-    await store.put("app/ltx/0/a.ltx", body, { mtime, linkFrom: src, metadata: { sha256: sha256Hex(body) } });
+    await store.put("app/ltx/0/a.ltx", body, {
+      mtime,
+      linkFrom: src,
+      metadata: { sha256: await sha256Hex(body) },
+    });
     const path = `${dir}/replica/app/ltx/0/a.ltx`;
     const [a, b] = [await Deno.stat(src), await Deno.stat(path)];
     assert.equal(b.ino, a.ino, "a link, not a copy");
     assert.equal(b.nlink, 2);
     assert.equal(b.mtime?.getTime(), mtime.getTime());
-    assert.equal(recordedSha256(path), sha256Hex(body));
+    assert.equal(recordedSha256(path), await sha256Hex(body));
     // The queue removes its name afterwards: the replica's stays, whole.
     await Deno.remove(src);
     assert.deepEqual(await store.get("app/ltx/0/a.ltx"), body);

@@ -274,7 +274,7 @@ export class ReplicaClient {
     await this.store.put(key, data, {
       metadata: {
         [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp),
-        [SHA256_METADATA_KEY]: sha256Hex(data),
+        [SHA256_METADATA_KEY]: await sha256Hex(data),
       },
       mtime: new Date(opts.timestamp),
       linkFrom: opts.sourcePath,

@@ -65,7 +65,7 @@ Deno.test("ReplicaClient: s3 layout is <name>/<level %04x>/<min16>-<max16>.ltx w
   ]);
   const meta = store.objects.get("app/0009/0000000000000001-0000000000000005.ltx")!.metadata;
   assert.equal(meta[TIMESTAMP_METADATA_KEY], "2024-01-02T03:04:05.12Z");
-  assert.equal(meta.sha256, sha256Hex(enc.encode("s")));
+  assert.equal(meta.sha256, await sha256Hex(enc.encode("s")));
 });
 
 Deno.test("ReplicaClient: listings ignore foreign names and sort by (level, min, max)", async () => {

@@ -575,7 +575,7 @@ export class S3ObjectStore implements ObjectStore {
   async put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag?: string }> {
     const full = this.fullKey(key);
     const metadata = { ...lowerKeys(options?.metadata) };
-    if (!metadata[SHA256_METADATA_KEY]) metadata[SHA256_METADATA_KEY] = sha256Hex(body);
+    if (!metadata[SHA256_METADATA_KEY]) metadata[SHA256_METADATA_KEY] = await sha256Hex(body);
     const { out } = await this.#send<{ ETag?: string }>(
       "put",
       full,

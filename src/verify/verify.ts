@@ -17,7 +17,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { CorruptionError, ExitCode, InterruptedError, messageOf, WalrustError } from "../errors.ts";
 import { verifyLtx } from "../ltx/decoder.ts";
 import { describeV3, type V3Description } from "../litestream/v3_restore.ts";
@@ -28,6 +27,7 @@ import { SNAPSHOT_LEVEL } from "../restore/plan.ts";
 import { SHA256_METADATA_KEY } from "../storage/digest.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import { formatDuration } from "../util/duration.ts";
+import { nodeCrypto } from "../util/node_crypto.ts";
 
 /** One level of one database. */
 export interface LevelSummary {
@@ -480,7 +480,7 @@ async function checkFile(
 ): Promise<void> {
   const head = client.store.kind === "s3" ? await client.store.head(f.key) : null;
   const expectedSha = head?.metadata[SHA256_METADATA_KEY];
-  const hash = expectedSha ? createHash("sha256") : null;
+  const hash = expectedSha ? (await nodeCrypto()).createHash("sha256") : null;
   let size = 0;
   const stream = await client.openLtxFile(f.level, f.minTXID, f.maxTXID);
   const tap = async function* (): AsyncGenerator<Uint8Array> {
