@@ -1,7 +1,7 @@
 /**
  * Streaming restore: plan (`plan.ts`), then a k-way merge of the planned LTX files streamed from the replica
- * straight into a temp file beside the output (each page written once), fsync, `PRAGMA integrity_check`,
- * rename, directory fsync. Nothing is visible under the output name until every byte was verified:
+ * straight into a temp file beside the output (each page written once), fsync (on an I/O thread while
+ * `PRAGMA integrity_check` runs), rename, directory fsync. Nothing is visible under the output name until every byte was verified:
  * - every LTX file's checksum (the decoder verifies it as the merge finishes each input), its header against its
  *   name, and the contiguity of the chain;
  * - the SHA-256 stored as S3 metadata, when present (the S3 store checks it as the body streams);
@@ -664,7 +664,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
       }
     };
     out = await createOutput();
-    let sink = fileSink(out, tmp, true);
+    let sink = fileSink(out, tmp, !integrity);
     /** Discards what a fast path wrote: a new, empty output file and sink. */
     const restart = async (): Promise<void> => {
       digestFailures.length = 0;
@@ -673,7 +673,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
       out = undefined;
       await Deno.remove(tmp).catch(() => {});
       out = await createOutput();
-      sink = fileSink(out, tmp, true);
+      sink = fileSink(out, tmp, !integrity);
       done = 0;
     };
     let header: LtxHeader | null = null;
@@ -739,23 +739,32 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
     }
     // Every file decoded cleanly; one whose bytes differ from their recorded digest still fails the restore.
     if (digestFailures.length > 0) throw digestFailures[0];
-    try {
-      await out.sync();
-    } catch (err) {
-      throw localIoError(err, tmp, "sync");
-    }
     const bytes = (await out.stat()).size;
-    out.close();
-    out = undefined;
     if (bytes !== header.commit * header.pageSize) {
       throw new CorruptionError(
         `restored database is ${bytes} bytes, expected ${header.commit} pages of ${header.pageSize}`,
         { object: plan[plan.length - 1].key },
       );
     }
+    // The fsync runs on an I/O thread while SQLite checks the file on this one: the check reads the page
+    // cache and needs nothing on disk yet, and the rename below waits for both. (The sink made no early
+    // syncs for the same reason: the check hides the whole fsync.) The file stays open until SQLite has
+    // closed it, so closing ours cannot drop SQLite's POSIX locks.
+    const synced: Promise<unknown> = out.sync().then(() => null, (err) => err ?? "sync failed");
+    let checkFailure: unknown = null;
+    if (integrity && !signal?.aborted) {
+      try {
+        checkIntegrity(tmp, `${name} restored at TXID ${header.maxTXID}`);
+      } catch (err) {
+        checkFailure = err;
+      }
+    }
+    const syncFailure = await synced;
+    out.close();
+    out = undefined;
+    if (checkFailure !== null) throw checkFailure;
+    if (syncFailure !== null) throw localIoError(syncFailure, tmp, "sync");
     if (signal?.aborted) throw new InterruptedError("restore interrupted");
-
-    if (integrity) checkIntegrity(tmp, `${name} restored at TXID ${header.maxTXID}`);
 
     if (opts.force) {
       for (const side of ["-wal", "-shm", "-journal"]) {
