@@ -196,6 +196,7 @@ function render(
           keepBytes,
           deleted: r.deleted,
           deletedBytes: r.bytes,
+          sweptLeftovers: r.swept,
         },
       }) + "\n",
     );
@@ -230,6 +231,9 @@ function render(
       p(snapshotsKept, "snapshot")
     }, point-in-time from TXID ${plan.floorTXID === 0 ? 1 : plan.floorTXID}.`,
   );
+  if (r.swept > 0) {
+    lines.push(`Removed ${p(r.swept, "leftover file")} of interrupted writes (older than an hour).`);
+  }
   if (head.dryRun) lines.push("Dry run: nothing was changed; run again with --force to apply.");
   io.stdout(lines.join("\n") + "\n");
 }

@@ -96,7 +96,16 @@ export interface RetentionResult {
   deleted: number;
   /** Bytes deleted (0 on a dry run). */
   bytes: number;
+  /** Leftovers of interrupted writes removed (directory replicas; see {@link STALE_WRITE_MS}). */
+  swept: number;
 }
+
+/**
+ * Age after which a temp file (or a sidecar without its file) in a directory replica is a leftover of a
+ * killed writer rather than a write in progress: a write keeps its temp file's mtime fresh, and an hour is
+ * far longer than any single write takes. Measured on the wall clock, like the files' mtimes.
+ */
+export const STALE_WRITE_MS = 60 * 60_000;
 
 /**
  * Plans retention (`plan.ts`), checks that every retained restore point can still be planned from what stays
@@ -126,7 +135,9 @@ export async function enforceRetention(
       error: u.message,
     });
   }
-  if (opts.dryRun || plan.delete.length === 0) return { plan, deleted: 0, bytes: 0 };
+  if (opts.dryRun) return { plan, deleted: 0, bytes: 0, swept: 0 };
+  const swept = await sweepLeftovers(client, logger, db);
+  if (plan.delete.length === 0) return { plan, deleted: 0, bytes: 0, swept };
   let deleted = 0;
   let bytes = 0;
   try {
@@ -142,7 +153,25 @@ export async function enforceRetention(
       logger.info("retention deleted files", { db, deleted, bytes, kept: plan.keep.length });
     }
   }
-  return { plan, deleted, bytes };
+  return { plan, deleted, bytes, swept };
+}
+
+/** Removes leftovers of killed writers from the replica; a failure is logged, never fatal to retention. */
+async function sweepLeftovers(client: ReplicaClient, logger: Logger, db: string): Promise<number> {
+  try {
+    const { removed, bytes } = await client.sweepStale(new Date(Date.now() - STALE_WRITE_MS));
+    if (removed.length > 0) {
+      logger.info("removed leftovers of interrupted writes from the replica", {
+        db,
+        files: removed.length,
+        bytes,
+      });
+    }
+    return removed.length;
+  } catch (err) {
+    logger.warn("could not remove leftovers of interrupted writes", { db, error: messageOf(err) });
+    return 0;
+  }
 }
 
 /**

@@ -6,7 +6,16 @@ import { putL0Range, putLtx, sampleHistory } from "../restore/testing.ts";
 import { MemoryObjectStore } from "../storage/memory.ts";
 import type { ListOptions, ObjectInfo } from "../storage/object_store.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
-import { Compactor, createCompactionHook, enforceRetention, listForRetention } from "./maintenance.ts";
+import { DEFAULTS } from "../config/types.ts";
+import { FileObjectStore } from "../storage/file.ts";
+import { RetryingObjectStore } from "../storage/retry.ts";
+import {
+  Compactor,
+  createCompactionHook,
+  enforceRetention,
+  listForRetention,
+  STALE_WRITE_MS,
+} from "./maintenance.ts";
 
 configureLogging({ level: "error" });
 
@@ -69,6 +78,34 @@ Deno.test("retention run: a dry run deletes nothing; a real run deletes in plan 
     "0:8-8",
     "9:1-6",
   ]);
+});
+
+Deno.test("retention run on a directory replica removes leftovers of killed writers (not on a dry run)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-maint-sweep-" });
+  try {
+    const h = sampleHistory(dir, 4);
+    // As `watch` opens it: the file store behind the retrying wrapper.
+    const store = new RetryingObjectStore(new FileObjectStore(`${dir}/replica`), DEFAULTS.retry);
+    const client = new ReplicaClient(store, "app");
+    await putLtx(client, h, 9, 1, 4);
+    const leftover = `${dir}/replica/app/ltx/9/.0000000000000001-0000000000000005.ltx.77-abcdef01.tmp`;
+    await Deno.writeFile(leftover, new Uint8Array(4096));
+    const old = new Date(Date.now() - STALE_WRITE_MS - 60_000);
+    await Deno.utime(leftover, old, old);
+    const now = h.times[4] + 60_000;
+    const dry = await enforceRetention(client, { retention: POLICY, now, dryRun: true });
+    assert.equal(dry.swept, 0);
+    assert.ok((await Deno.lstat(leftover)).isFile);
+    const r = await enforceRetention(client, { retention: POLICY, now });
+    assert.equal(r.swept, 1);
+    await assert.rejects(Deno.lstat(leftover), Deno.errors.NotFound);
+    // The backup itself is untouched and restorable.
+    assert.deepEqual((await client.allLtxFiles()).map((f) => `${f.level}:${f.minTXID}-${f.maxTXID}`), [
+      "9:1-4",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("compactor: levels wait for their first boundary, ticks skip listing when nothing is due, never overlap", async () => {

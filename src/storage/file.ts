@@ -40,7 +40,14 @@ import {
 import { crc64 } from "../ltx/checksum.ts";
 import { dirOf, fsyncDir, tempPathFor, writeAll, writeAllSync, writeFileAtomic } from "../util/fs.ts";
 import { nodeCrypto } from "../util/node_crypto.ts";
-import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
+import type {
+  ListOptions,
+  ObjectHead,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  SweepResult,
+} from "./object_store.ts";
 
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
 
@@ -421,6 +428,63 @@ export class FileObjectStore implements ObjectStore {
       }
     }
     for (const d of dirs) await fsyncDir(d);
+  }
+
+  /**
+   * Removes what interrupted writes left under `prefix` (a key prefix ending in `/`, or `""` for the whole
+   * store) and last modified before `olderThan`: temp files (a process killed mid-write; see
+   * {@link isTempName}) and digest sidecars whose file is gone (killed between a delete's two removals). A
+   * write in progress keeps its temp file's mtime fresh, so a cut-off well in the past never touches one.
+   * Symlinks are not followed. `bytes` counts only space really freed (a temp file hard-linked to its object
+   * by an exclusive put is just a second name).
+   */
+  async sweepStale(prefix: string, olderThan: Date): Promise<SweepResult> {
+    const result: SweepResult = { removed: [], bytes: 0 };
+    const dirKey = prefix.replace(/\/$/, "");
+    if (dirKey !== "" && !isValidFileKey(dirKey)) return result;
+    const cutoff = olderThan.getTime();
+    const visit = async (dirPath: string): Promise<void> => {
+      const names: { name: string; dir: boolean }[] = [];
+      try {
+        for await (const e of Deno.readDir(dirPath)) {
+          if (!e.isSymlink) names.push({ name: e.name, dir: e.isDirectory });
+        }
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
+        throw localIoError(err, dirPath, "list");
+      }
+      const present = new Set(names.map((n) => n.name));
+      let changed = false;
+      for (const { name, dir } of names) {
+        const path = `${dirPath}/${name}`;
+        if (dir) {
+          await visit(path);
+          continue;
+        }
+        const orphanSidecar = isSidecarName(name) && !present.has(name.slice(1, -".sha256".length));
+        if (!isTempName(name) && !orphanSidecar) continue;
+        let st: Deno.FileInfo;
+        try {
+          st = await Deno.lstat(path);
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) continue;
+          throw localIoError(err, path, "stat");
+        }
+        if (!st.isFile || st.mtime === null || st.mtime.getTime() >= cutoff) continue;
+        try {
+          await Deno.remove(path);
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) continue;
+          throw localIoError(err, path, "delete");
+        }
+        changed = true;
+        result.removed.push(path);
+        if (st.nlink === null || st.nlink <= 1) result.bytes += st.size;
+      }
+      if (changed) await fsyncDir(dirPath);
+    };
+    await visit(dirKey === "" ? this.root : this.localPath(dirKey));
+    return result;
   }
 
   /** Removes the sidecar of `path` if there is one, with a directory fsync (only then). */

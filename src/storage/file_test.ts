@@ -219,6 +219,57 @@ Deno.test("file store: delete removes files and ignores absent ones", async () =
   });
 });
 
+Deno.test("file store: sweepStale removes old temp files and orphan sidecars under the prefix, nothing else", async () => {
+  await withStore(async (store, dir) => {
+    const root = `${dir}/replica`;
+    const body = enc.encode("ltx bytes");
+    await store.put("app/ltx/0/a.ltx", body, { metadata: { sha256: await sha256Hex(body) } });
+    await store.put("app/ltx/0/b.ltx", body, { metadata: { sha256: await sha256Hex(body) } });
+    await store.put("other/ltx/0/a.ltx", body);
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    const leftovers = {
+      tempOld: `${root}/app/ltx/0/.a.ltx.123-00ff00ff.tmp`, // killed writer, two hours ago
+      litestreamTempOld: `${root}/app/ltx/9/x.ltx.tmp`,
+      orphanSidecarOld: `${root}/app/ltx/0/.gone.ltx.sha256`, // its file was deleted, the sidecar not
+    };
+    const fresh = {
+      tempFresh: `${root}/app/ltx/0/.b.ltx.456-11aa11aa.tmp`, // a write in progress
+      orphanSidecarFresh: `${root}/app/ltx/0/.soon.ltx.sha256`,
+      otherDbTempOld: `${root}/other/ltx/0/.a.ltx.9-0.tmp`, // another database's prefix
+    };
+    await Deno.mkdir(`${root}/app/ltx/9`, { recursive: true });
+    for (const p of [...Object.values(leftovers), ...Object.values(fresh)]) {
+      await Deno.writeTextFile(p, "x".repeat(100));
+    }
+    for (const p of [...Object.values(leftovers), fresh.otherDbTempOld]) await Deno.utime(p, old, old);
+    // An old sidecar whose file exists is the file's digest, never a leftover.
+    await Deno.utime(sidecarPath(`${root}/app/ltx/0/a.ltx`), old, old);
+    // A temp file hard-linked to its object (killed between an exclusive put's link and unlink): removed,
+    // but it frees nothing.
+    const linked = `${root}/app/ltx/0/.b.ltx.789-22bb22bb.tmp`;
+    await Deno.link(`${root}/app/ltx/0/b.ltx`, linked);
+    await Deno.utime(linked, old, old);
+
+    const r = await store.sweepStale("app/", new Date(Date.now() - 3_600_000));
+    assert.deepEqual(r.removed.sort(), [...Object.values(leftovers), linked].sort());
+    assert.equal(r.bytes, 300); // the three 100-byte leftovers; the hard link freed nothing
+    for (const p of Object.values(fresh)) assert.ok((await Deno.lstat(p)).isFile, p);
+    assert.deepEqual(await collect(store.list("")), [
+      "app/ltx/0/a.ltx",
+      "app/ltx/0/b.ltx",
+      "other/ltx/0/a.ltx",
+    ]);
+    assert.deepEqual(await store.get("app/ltx/0/b.ltx"), body);
+    assert.equal(recordedSha256(`${root}/app/ltx/0/a.ltx`), await sha256Hex(body));
+    // The cut-off decides: a later one takes the fresh leftovers of this prefix too (never another prefix's).
+    const later = await store.sweepStale("app/", new Date(Date.now() + 60_000));
+    assert.deepEqual(later.removed.sort(), [fresh.orphanSidecarFresh, fresh.tempFresh].sort());
+    assert.ok((await Deno.lstat(fresh.otherDbTempOld)).isFile);
+    // A missing prefix is empty, not an error.
+    assert.deepEqual(await store.sweepStale("none/", new Date()), { removed: [], bytes: 0 });
+  });
+});
+
 Deno.test("file store: relative roots are resolved once against the working directory", () => {
   assert.equal(absolutePath("/a/b/../c/./d/"), "/a/c/d");
   assert.equal(absolutePath("x/y"), `${Deno.cwd()}/x/y`.replace(/\/+/g, "/"));

@@ -77,4 +77,17 @@ export interface ObjectStore {
    * take an OS file lock; wrappers such as `RetryingObjectStore` forward it.
    */
   localPath?(key: string): string;
+  /**
+   * Local backends only: removes leftovers of interrupted writes (temp files, sidecars without their file)
+   * under `prefix` last modified before `olderThan`. Wrappers forward it.
+   */
+  sweepStale?(prefix: string, olderThan: Date): Promise<SweepResult>;
+}
+
+/** What {@link ObjectStore.sweepStale} removed. */
+export interface SweepResult {
+  /** Paths removed. */
+  removed: string[];
+  /** Bytes freed. */
+  bytes: number;
 }

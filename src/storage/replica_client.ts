@@ -17,7 +17,7 @@
 
 import { NotFoundError, UsageError } from "../errors.ts";
 import { formatLtxFilename, parseLtxFilename } from "../ltx/types.ts";
-import type { ObjectInfo, ObjectStore } from "./object_store.ts";
+import type { ObjectInfo, ObjectStore, SweepResult } from "./object_store.ts";
 import { SHA256_METADATA_KEY, sha256Hex } from "./digest.ts";
 
 /** One LTX file in the replica. */
@@ -184,6 +184,14 @@ export class ReplicaClient {
     this.dbName = dbName;
     this.#base = dbName === "" ? "" : dbName + "/";
     this.displayUrl = dbName === "" ? store.displayUrl : `${store.displayUrl.replace(/\/$/, "")}/${dbName}`;
+  }
+
+  /**
+   * Removes leftovers of interrupted writes under this database's keys (see {@link ObjectStore.sweepStale});
+   * nothing on stores without them (S3 has no temp objects).
+   */
+  async sweepStale(olderThan: Date): Promise<SweepResult> {
+    return await this.store.sweepStale?.(this.#base, olderThan) ?? { removed: [], bytes: 0 };
   }
 
   /** The key of an LTX file. */

@@ -21,7 +21,14 @@
 import type { RetrySettings } from "../config/types.ts";
 import { ConnectionError, WalrustError } from "../errors.ts";
 import type { EventBus } from "../observe/events.ts";
-import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
+import type {
+  ListOptions,
+  ObjectHead,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  SweepResult,
+} from "./object_store.ts";
 
 /** Time and randomness, injectable for tests. */
 export interface RetryClock {
@@ -168,6 +175,8 @@ export class RetryingObjectStore implements ObjectStore {
   readonly inner: ObjectStore;
   /** Local backends: forwards to the inner store (see {@link ObjectStore.localPath}). */
   readonly localPath?: (key: string) => string;
+  /** Local backends: forwards to the inner store (see {@link ObjectStore.sweepStale}). */
+  readonly sweepStale?: (prefix: string, olderThan: Date) => Promise<SweepResult>;
   readonly #settings: RetrySettings;
   readonly #bus?: EventBus;
   readonly #db?: string;
@@ -196,6 +205,10 @@ export class RetryingObjectStore implements ObjectStore {
     if (inner.localPath) {
       const lp = inner.localPath.bind(inner);
       this.localPath = (key) => lp(key);
+    }
+    if (inner.sweepStale) {
+      const sweep = inner.sweepStale.bind(inner);
+      this.sweepStale = (prefix, olderThan) => sweep(prefix, olderThan);
     }
   }
 
