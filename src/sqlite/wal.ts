@@ -592,8 +592,13 @@ export function readPage(f: Deno.FsFile, offset: number, pageSize: number): Prom
 }
 
 /** {@link readPage}, synchronously (one page of a local file; see the note on I/O above). */
-export function readPageSync(f: Deno.FsFile, offset: number, pageSize: number): Uint8Array {
-  const buf = new Uint8Array(pageSize);
+export function readPageSync(
+  f: Deno.FsFile,
+  offset: number,
+  pageSize: number,
+  into: Uint8Array = new Uint8Array(pageSize),
+): Uint8Array {
+  const buf = into.length === pageSize ? into : new Uint8Array(pageSize);
   const n = readFullAt(f, offset, buf);
   if (n !== pageSize) {
     throw new DatabaseError(
