@@ -6,12 +6,14 @@
 
 import assert from "node:assert/strict";
 import type { RetrySettings } from "../src/config/types.ts";
-import { ConflictError, ConnectionError, CorruptionError, NotFoundError } from "../src/errors.ts";
+import { AuthError, ConflictError, ConnectionError, CorruptionError, NotFoundError } from "../src/errors.ts";
+import { crc64 } from "../src/ltx/checksum.ts";
+import { sha256Hex } from "../src/storage/digest.ts";
 import { EventBus, type WalrustEvent } from "../src/observe/events.ts";
 import { acquireLease } from "../src/storage/lease.ts";
 import { ReplicaClient } from "../src/storage/replica_client.ts";
 import { RetryingObjectStore } from "../src/storage/retry.ts";
-import { S3ObjectStore, type S3StoreOptions } from "../src/storage/s3.ts";
+import { MULTIPART_PART_BYTES, S3ObjectStore, type S3StoreOptions } from "../src/storage/s3.ts";
 import { startFaultProxy } from "./support/fault_proxy.ts";
 import { startS3rver } from "./support/s3rver.ts";
 
@@ -206,6 +208,41 @@ Deno.test("storage through the fault proxy", async (t) => {
       await client.writeLtxFile(0, 1, 1, body, { timestamp: Date.now() });
       proxy.setFaults({ rules: [{ kind: "short_body", method: "GET", times: 1 }] });
       assert.deepEqual(await client.readLtxFile(0, 1, 1), body);
+    });
+
+    await t.step("putFile: a failed part is retried; a refused one aborts the multipart upload", async () => {
+      const dir = await Deno.makeTempDir({ prefix: "walrust-faults-putfile-" });
+      try {
+        const size = MULTIPART_PART_BYTES + 100_000;
+        const body = payload(size, 7);
+        const path = `${dir}/snap.ltx`;
+        await Deno.writeFile(path, body);
+        const opts = { size, sha256: await sha256Hex(body), crc64: crc64(body) };
+        // A 500 on the second part: the retrying store uploads the whole file again, and it arrives intact.
+        const count = (k: "error_500" | "latency") => proxy.stats.injected[k] ?? 0;
+        const before500 = count("error_500");
+        proxy.setFaults({ rules: [{ kind: "error_500", method: "PUT", path: "partNumber=2", times: 1 }] });
+        const { store, events } = retrying({ prefix: "pf" });
+        await store.putFile!("app/0009/a.ltx", path, opts);
+        assert.equal(count("error_500") - before500, 1);
+        assert.ok(events.some((e) => e.type === "retry"));
+        assert.deepEqual(await direct({ prefix: "pf" }).get("app/0009/a.ltx"), body);
+        // A part refused for good: the upload is aborted (a DELETE with its uploadId), no object appears.
+        const beforeLatency = count("latency");
+        proxy.setFaults({
+          rules: [
+            { kind: "auth_invalid_key", method: "PUT", path: "partNumber=2" },
+            { kind: "latency", method: "DELETE", path: "uploadId=", latencyMs: 1 },
+          ],
+        });
+        await assert.rejects(direct({ prefix: "pf" }).putFile("app/0009/b.ltx", path, opts), AuthError);
+        assert.equal(count("latency") - beforeLatency, 1);
+        proxy.setFaults({ rules: [] });
+        assert.equal(await direct({ prefix: "pf" }).head("app/0009/b.ltx"), null);
+      } finally {
+        proxy.setFaults({ rules: [] });
+        await Deno.remove(dir, { recursive: true });
+      }
     });
 
     await t.step("stalls are cut by the timeouts instead of hanging", async () => {

@@ -8,14 +8,16 @@ import {
   BucketNotFoundError,
   ConnectionError,
   CorruptionError,
+  LocalIoError,
   NotFoundError,
 } from "../src/errors.ts";
+import { crc64 } from "../src/ltx/checksum.ts";
 import { FileObjectStore } from "../src/storage/file.ts";
 import type { ObjectStore } from "../src/storage/object_store.ts";
 import { LazyS3ObjectStore, openObjectStore } from "../src/storage/open.ts";
 import { listDatabases, ReplicaClient } from "../src/storage/replica_client.ts";
 import { RetryingObjectStore } from "../src/storage/retry.ts";
-import { S3ObjectStore, type S3StoreOptions, sha256Hex } from "../src/storage/s3.ts";
+import { MULTIPART_PART_BYTES, S3ObjectStore, type S3StoreOptions, sha256Hex } from "../src/storage/s3.ts";
 import { startS3rver } from "./support/s3rver.ts";
 
 const enc = new TextEncoder();
@@ -209,6 +211,48 @@ Deno.test("s3 backend against s3rver", async (t) => {
       await store.put("k", enc.encode("v"));
       assert.deepEqual(await store.get("k"), enc.encode("v"));
     });
+
+    await t.step(
+      "putFile uploads a file in parts above 16 MiB and with one PUT below, sha256 metadata as given",
+      async () => {
+        const dir = await Deno.makeTempDir({ prefix: "walrust-s3-putfile-" });
+        try {
+          const store = open({ prefix: "files" });
+          for (const size of [MULTIPART_PART_BYTES * 2 + 12_345, 300_000]) {
+            const body = new Uint8Array(size);
+            for (let i = 0; i < size; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+            const path = `${dir}/f${size}`;
+            await Deno.writeFile(path, body);
+            const sha256 = await sha256Hex(body);
+            await store.putFile(`app/0009/${size}.ltx`, path, {
+              size,
+              sha256,
+              crc64: crc64(body),
+              metadata: { "litestream-timestamp": "2024-01-02T03:04:05Z" },
+            });
+            assert.deepEqual(await store.get(`app/0009/${size}.ltx`), body);
+            const head = await store.head(`app/0009/${size}.ltx`);
+            assert.equal(head?.size, size);
+            assert.equal(head?.metadata.sha256, sha256);
+            assert.equal(head?.metadata["litestream-timestamp"], "2024-01-02T03:04:05Z");
+          }
+          // A file whose size differs from the one given is refused, and nothing is left under its key.
+          const path = `${dir}/short`;
+          await Deno.writeFile(path, new Uint8Array(MULTIPART_PART_BYTES + 10));
+          await assert.rejects(
+            store.putFile("app/0009/short.ltx", path, {
+              size: MULTIPART_PART_BYTES + 20,
+              sha256: "0".repeat(64),
+              crc64: 0n,
+            }),
+            (e: Error) => e instanceof LocalIoError && /changed while being uploaded/.test(e.message),
+          );
+          assert.equal(await store.head("app/0009/short.ltx"), null);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
+    );
 
     await t.step("openObjectStore picks the backend from the URL", async () => {
       const s3 = openObjectStore({

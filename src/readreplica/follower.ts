@@ -39,7 +39,7 @@ import { formatLtxFilename, type LtxHeader } from "../ltx/types.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
 import { restoreDatabase } from "../restore/restore.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
-import { baseOf, dirOf, exists, fsyncDir, readAt, writeAll } from "../util/fs.ts";
+import { baseOf, dirOf, exists, fsyncDir, readAt, readFileChunks, writeAll } from "../util/fs.ts";
 import { fileBatch, type PageBatch, patchHeader, ReplicaDb } from "./apply.ts";
 import { planFollow } from "./plan.ts";
 import {
@@ -119,20 +119,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
-  const f = await Deno.open(path, { read: true });
-  try {
-    const buf = new Uint8Array(1 << 20);
-    while (true) {
-      const n = await f.read(buf);
-      if (n === null) break;
-      yield buf.slice(0, n);
-    }
-  } finally {
-    f.close();
-  }
-}
-
 /** One downloaded and verified LTX file, ready to apply. */
 interface LoadedLtx {
   header: LtxHeader;
@@ -169,7 +155,7 @@ async function loadLtx(
     } finally {
       out.close();
     }
-    source = () => fileChunks(scratch);
+    source = () => readFileChunks(scratch);
     dispose = () => Deno.remove(scratch).catch(() => {});
   }
   try {

@@ -21,6 +21,10 @@ import type { ObjectStore, PutOptions } from "../storage/object_store.ts";
 import { ReplicaClient } from "../storage/replica_client.ts";
 import { databaseDigest, integrityCheck } from "../../tests/support/sqlite_state.ts";
 import { DbReplicator, type DbReplicatorOptions } from "./db.ts";
+import { STREAMED_SHIP_BYTES } from "./uploader.ts";
+import { crc64 } from "../ltx/checksum.ts";
+import { recordedDigests } from "../storage/file.ts";
+import { sha256Hex } from "../storage/digest.ts";
 import { chainProblems, verifyReplicaFiles, waitUntil } from "./testing.ts";
 
 configureLogging({ level: "error" });
@@ -444,6 +448,87 @@ Deno.test("snapshot() writes 1-T holding the database at TXID T", async () => {
     await w.client.deleteLtxFiles(files.filter((f) => f.level === 0));
     assert.equal(await restoredDigest(w), databaseDigest(w.app));
     assert.ok(w.events.some((e) => e.type === "snapshot" && e.txid === 2));
+  } finally {
+    await w.close();
+  }
+});
+
+/** Inserts ~`mb` MB of random (incompressible) blobs in one transaction: LTX files of about that size. */
+function insertRandom(app: DatabaseSync, mb: number): void {
+  const st = app.prepare("INSERT INTO t (v, b) VALUES (?, ?)");
+  app.exec("BEGIN");
+  for (let i = 0; i < mb * 256; i++) st.run(`big ${i}`, crypto.getRandomValues(new Uint8Array(4000)));
+  app.exec("COMMIT");
+}
+
+for (const backend of ["directory", "store without putFile"] as const) {
+  Deno.test(`a snapshot larger than STREAMED_SHIP_BYTES is verified and shipped from disk (${backend})`, async () => {
+    const w = await world(backend === "directory" ? undefined : () => new MemoryObjectStore("s3"));
+    try {
+      insertRandom(w.app, 10);
+      const rep = w.make();
+      await rep.start();
+      await rep.syncOnce();
+      await rep.upload();
+      const t = await rep.snapshot();
+      const [snap] = rep.queue.files(9);
+      assert.ok(snap.size > STREAMED_SHIP_BYTES, `${snap.size} bytes`);
+      assert.ok(!snap.bytes, "a large snapshot is queued on disk");
+      const local = await Deno.readFile(snap.path);
+      await rep.upload();
+      assert.deepEqual(rep.queue.files(9), []);
+      const remote = await w.client.readLtxFile(9, 1, t);
+      assert.deepEqual(remote, local);
+      if (backend === "directory") {
+        // The digests recorded beside the file are the file's (computed while it was verified).
+        const path = w.store.localPath!(w.client.ltxKey(9, 1, t));
+        assert.deepEqual(recordedDigests(path), { sha256: await sha256Hex(local), crc64: crc64(local) });
+      } else {
+        const head = await w.store.head(w.client.ltxKey(9, 1, t));
+        assert.equal(head?.metadata.sha256, await sha256Hex(local));
+      }
+      assert.ok(w.events.some((e) => e.type === "upload" && e.level === 9 && e.bytes === snap.size));
+      // Restore from the snapshot alone: equal to the source.
+      const files = await w.client.allLtxFiles();
+      await w.client.deleteLtxFiles(files.filter((f) => f.level === 0));
+      assert.equal(await restoredDigest(w), databaseDigest(w.app));
+    } finally {
+      await w.close();
+    }
+  });
+}
+
+Deno.test("a large queued file damaged on disk is caught while it streams and never uploaded", async () => {
+  const w = await world();
+  try {
+    w.insert(10);
+    const rep = w.make();
+    await rep.start();
+    await rep.syncOnce();
+    await rep.upload();
+    insertRandom(w.app, 10);
+    // Stop the uploader from seeing the file before it is damaged: queue it, damage it, then upload.
+    await rep.syncOnce();
+    const f = rep.queue.newestL0()!;
+    assert.ok(f.size > STREAMED_SHIP_BYTES && !f.bytes, `${f.size} bytes on disk`);
+    const file = await Deno.open(f.path, { read: true, write: true });
+    await file.seek(Math.floor(f.size / 2), Deno.SeekMode.Start);
+    const b = new Uint8Array(1);
+    await file.read(b);
+    await file.seek(Math.floor(f.size / 2), Deno.SeekMode.Start);
+    await file.write(new Uint8Array([b[0] ^ 0xff]));
+    file.close();
+    const damaged = await Deno.readFile(f.path);
+    await rep.upload();
+    assert.ok(w.events.some((e) => e.type === "error" && e.errorClass === "corruption"));
+    // The damaged bytes never reached the replica; the rebuilt queue restores to the source.
+    for (const r of await w.client.allLtxFiles()) {
+      if (r.size !== damaged.length) continue;
+      assert.notDeepEqual(await w.client.readLtxFile(r.level, r.minTXID, r.maxTXID), damaged);
+    }
+    await rep.syncOnce();
+    await rep.upload();
+    await assertReplicaMatches(w);
   } finally {
     await w.close();
   }

@@ -16,12 +16,29 @@
  * @module
  */
 
-import { AuthError, BucketNotFoundError, errorClassOf, messageOf } from "../errors.ts";
+import { AuthError, BucketNotFoundError, errorClassOf, localIoError, messageOf } from "../errors.ts";
+import { Crc64 } from "../ltx/checksum.ts";
 import { verifyLtx } from "../ltx/decoder.ts";
+import type { LtxHeader } from "../ltx/types.ts";
 import type { EventBus } from "../observe/events.ts";
 import type { Logger } from "../observe/log.ts";
 import type { ReplicaClient } from "../storage/replica_client.ts";
+import { readFileChunks } from "../util/fs.ts";
+import { nodeCrypto } from "../util/node_crypto.ts";
 import type { LocalQueue, QueuedFile } from "./queue.ts";
+
+/** Throws when the header's TXIDs are not the ones in the queued file's name. */
+function checkNamedRange(header: LtxHeader, f: QueuedFile): void {
+  if (header.minTXID !== f.minTXID || header.maxTXID !== f.maxTXID) {
+    throw new Error(`header says TXIDs ${header.minTXID}-${header.maxTXID}, the file name says otherwise`);
+  }
+}
+
+/**
+ * Queue files on disk larger than this are verified and uploaded as streams ({@link Uploader}'s
+ * `#shipStreamed`); smaller ones are read whole (one read, then a link or a single PUT).
+ */
+export const STREAMED_SHIP_BYTES = 8 << 20;
 
 /** Tuning of the upload loop (defaults in parentheses). */
 export interface UploaderOptions {
@@ -258,17 +275,14 @@ export class Uploader {
    * held in memory (never on disk) is shipped as encoded: there is no disk copy that could be damaged.
    */
   async #ship(f: QueuedFile): Promise<boolean> {
-    const { queue, client, bus, db } = this.#d;
+    if (!f.bytes && f.size > STREAMED_SHIP_BYTES) return await this.#shipStreamed(f);
+    const { queue, client } = this.#d;
     const bytes = await queue.read(f);
     let timestamp = f.timestamp;
     if (!f.bytes) {
       try {
         const { header } = await verifyLtx(bytes, f.path);
-        if (header.minTXID !== f.minTXID || header.maxTXID !== f.maxTXID) {
-          throw new Error(
-            `header says TXIDs ${header.minTXID}-${header.maxTXID}, the file name says otherwise`,
-          );
-        }
+        checkNamedRange(header, f);
         timestamp = header.timestamp;
       } catch (err) {
         this.#problem({ kind: "corrupt", file: f, error: messageOf(err) });
@@ -281,6 +295,64 @@ export class Uploader {
       timestamp,
       sourcePath: f.bytes ? undefined : f.path,
     });
+    this.#shipped(f, bytes.length, timestamp, t0);
+    return true;
+  }
+
+  /**
+   * {@link #ship} for a large file on disk (a snapshot, a full copy): one streaming pass verifies it and
+   * computes its digests, then the store uploads it from the file (a link or a copy in a directory replica,
+   * a multipart upload on S3). Memory use does not grow with the file: reading a 224 MB snapshot whole to
+   * ship it took ~500 MB of resident memory. The file cannot change in between (queue files are immutable).
+   */
+  async #shipStreamed(f: QueuedFile): Promise<boolean> {
+    const { client } = this.#d;
+    const { createHash } = await nodeCrypto();
+    const sha = createHash("sha256");
+    const crc = new Crc64();
+    let size = 0;
+    let readFailure: unknown = null;
+    const tap = async function* (): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const chunk of readFileChunks(f.path)) {
+          sha.update(chunk);
+          crc.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      } catch (err) {
+        readFailure = err;
+        throw err;
+      }
+    };
+    let timestamp: number;
+    const chunks = tap();
+    try {
+      const { header } = await verifyLtx(chunks, f.path);
+      checkNamedRange(header, f);
+      if (size !== f.size) throw new Error(`${size} bytes read up to its trailer, the file has ${f.size}`);
+      timestamp = header.timestamp;
+    } catch (err) {
+      if (readFailure !== null) throw localIoError(readFailure, f.path, "read");
+      this.#problem({ kind: "corrupt", file: f, error: messageOf(err) });
+      return false;
+    } finally {
+      await chunks.return(undefined); // closes the file, whatever the decoder left unread
+    }
+    const t0 = performance.now();
+    await client.writeLtxFileFromPath(f.level, f.minTXID, f.maxTXID, f.path, {
+      timestamp,
+      size,
+      sha256: sha.digest("hex"),
+      crc64: crc.digest(),
+    });
+    this.#shipped(f, size, timestamp, t0);
+    return true;
+  }
+
+  /** Bookkeeping and the `upload` event after a file reached the replica (`t0`: when its upload began). */
+  #shipped(f: QueuedFile, bytes: number, timestamp: number, t0: number): void {
+    const { bus, db } = this.#d;
     const seconds = (performance.now() - t0) / 1000;
     this.lastUploadAt = Date.now();
     this.lastError = null;
@@ -291,11 +363,10 @@ export class Uploader {
       level: f.level,
       minTXID: f.minTXID,
       maxTXID: f.maxTXID,
-      bytes: bytes.length,
+      bytes,
       seconds,
       readAt: timestamp,
     });
-    return true;
   }
 
   #problem(p: UploadProblem): void {

@@ -37,7 +37,7 @@ import { describeV3, findV3Root, restoreV3 } from "../litestream/v3_restore.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
 import { recordedDigests, recordedSha256 } from "../storage/file.ts";
 import type { LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
-import { dirOf, exists, fsyncDir, tempPathFor, writeAll } from "../util/fs.ts";
+import { dirOf, exists, fsyncDir, readFileChunks, tempPathFor, writeAll } from "../util/fs.ts";
 import { decodeSnapshotFast, decodeSnapshotParallel, PARALLEL_MIN_BYTES } from "./parallel.ts";
 import { FastPathDeclined, releaseChunk, type ReleasingSink } from "./segment.ts";
 import { calcRestorePlan } from "./plan.ts";
@@ -346,21 +346,6 @@ async function* localDownload(
     open.delete(close);
     await pending.catch(() => {});
     close();
-  }
-}
-
-/** Reads a local file as chunks (merged batch files). */
-async function* localChunks(path: string): AsyncGenerator<Uint8Array> {
-  const f = await Deno.open(path, { read: true });
-  try {
-    const buf = new Uint8Array(1 << 20);
-    while (true) {
-      const n = await f.read(buf);
-      if (n === null) break;
-      yield buf.slice(0, n);
-    }
-  } finally {
-    f.close();
   }
 }
 
@@ -728,7 +713,7 @@ async function restoreOnce(client: ReplicaClient, opts: RestoreOptions): Promise
       let inputs: LtxDecoder[];
       if (merged.length > 0) {
         const [first] = await withHeaderCheck([[decoderFor(plan[0]), plan[0]]]);
-        inputs = [first, ...merged.map((m) => new LtxDecoder(localChunks(m.path), m.name))];
+        inputs = [first, ...merged.map((m) => new LtxDecoder(readFileChunks(m.path), m.name))];
       } else {
         inputs = await withHeaderCheck(plan.map((f) => [decoderFor(f), f]));
       }

@@ -9,7 +9,15 @@ import {
   UsageError,
 } from "../errors.ts";
 import { sha256Hex } from "./digest.ts";
-import { absolutePath, FileObjectStore, isValidFileKey, recordedSha256, sidecarPath } from "./file.ts";
+import {
+  absolutePath,
+  FileObjectStore,
+  isValidFileKey,
+  recordedDigests,
+  recordedSha256,
+  sidecarPath,
+} from "./file.ts";
+import { crc64 } from "../ltx/checksum.ts";
 import type { ObjectInfo } from "./object_store.ts";
 
 const enc = new TextEncoder();
@@ -267,6 +275,35 @@ Deno.test("file store: sweepStale removes old temp files and orphan sidecars und
     assert.ok((await Deno.lstat(fresh.otherDbTempOld)).isFile);
     // A missing prefix is empty, not an error.
     assert.deepEqual(await store.sweepStale("none/", new Date()), { removed: [], bytes: 0 });
+  });
+});
+
+Deno.test("file store: putFile links a file on the same file system, copies when it cannot, and records the digests given", async () => {
+  await withStore(async (store, dir) => {
+    const body = enc.encode("a large snapshot, in spirit");
+    const src = `${dir}/queued.ltx`;
+    await Deno.writeFile(src, body);
+    const opts = { size: body.length, sha256: await sha256Hex(body), crc64: crc64(body) };
+    const mtime = new Date(Date.UTC(2024, 0, 2, 3, 4, 5));
+    // The directory does not exist yet: it is created. Same file system: a second name, nothing copied.
+    await store.putFile("app/ltx/9/s.ltx", src, { ...opts, mtime });
+    const path = store.localPath("app/ltx/9/s.ltx");
+    assert.equal((await Deno.stat(path)).nlink, 2);
+    assert.deepEqual(await store.get("app/ltx/9/s.ltx"), body);
+    assert.equal((await Deno.stat(path)).mtime?.getTime(), mtime.getTime());
+    assert.deepEqual(recordedDigests(path), { sha256: opts.sha256, crc64: opts.crc64 });
+    // The name exists (a re-upload after a crash): the link fails, so the bytes are copied over it atomically.
+    const next = enc.encode("the same key, new bytes");
+    await Deno.writeFile(`${dir}/next.ltx`, next);
+    await store.putFile("app/ltx/9/s.ltx", `${dir}/next.ltx`, {
+      size: next.length,
+      sha256: await sha256Hex(next),
+      crc64: crc64(next),
+    });
+    assert.equal((await Deno.stat(path)).nlink, 1);
+    assert.deepEqual(await store.get("app/ltx/9/s.ltx"), next); // its sidecar matches: get checks it
+    assert.deepEqual(await Deno.readFile(src), body, "the first source is untouched");
+    assert.deepEqual(await collect(store.list("")), ["app/ltx/9/s.ltx"]);
   });
 });
 

@@ -82,6 +82,26 @@ export interface ObjectStore {
    * under `prefix` last modified before `olderThan`. Wrappers forward it.
    */
   sweepStale?(prefix: string, olderThan: Date): Promise<SweepResult>;
+  /**
+   * Writes an object from a local file without holding it in memory (large queue files: snapshots, full
+   * copies). The file must be durable and must not change while this runs; the caller has read it once to
+   * verify it and gives its digests. Stores without it are written with `put`. Wrappers forward it.
+   */
+  putFile?(key: string, path: string, options: PutFileOptions): Promise<{ etag?: string }>;
+}
+
+/** Options of {@link ObjectStore.putFile}. */
+export interface PutFileOptions {
+  /** The file's size in bytes. */
+  size: number;
+  /** Hex SHA-256 of the file (stored as the `sha256` metadata, or a directory replica's sidecar). */
+  sha256: string;
+  /** CRC-64/GO-ISO of the file (a directory replica's sidecar). */
+  crc64: bigint;
+  /** Other user metadata (S3: `x-amz-meta-*`). */
+  metadata?: Record<string, string>;
+  /** Modification time to give the object (directory replicas). */
+  mtime?: Date;
 }
 
 /** What {@link ObjectStore.sweepStale} removed. */

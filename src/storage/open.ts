@@ -13,7 +13,14 @@ import type { ReplicaSettings, RetrySettings } from "../config/types.ts";
 import type { EventBus } from "../observe/events.ts";
 import { registerSecret } from "../observe/log.ts";
 import { FileObjectStore } from "./file.ts";
-import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
+import type {
+  ListOptions,
+  ObjectHead,
+  ObjectInfo,
+  ObjectStore,
+  PutFileOptions,
+  PutOptions,
+} from "./object_store.ts";
 import { RetryingObjectStore } from "./retry.ts";
 import type { S3ObjectStore, S3StoreOptions } from "./s3.ts";
 import { parseReplicaUrl } from "./url.ts";
@@ -104,6 +111,11 @@ export class LazyS3ObjectStore implements ObjectStore {
   /** See {@link ObjectStore.put}. */
   async put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag?: string }> {
     return await (await this.#get()).put(key, body, options);
+  }
+
+  /** See {@link ObjectStore.putFile}. */
+  async putFile(key: string, path: string, options: PutFileOptions): Promise<{ etag?: string }> {
+    return await (await this.#get()).putFile(key, path, options);
   }
 
   /** See {@link ObjectStore.delete}. */

@@ -291,6 +291,35 @@ export class ReplicaClient {
     return { level, minTXID, maxTXID, size: data.byteLength, createdAt: new Date(opts.timestamp), key };
   }
 
+  /**
+   * {@link writeLtxFile} from a durable local file that does not change (a queue file) whose `size` and
+   * digests the caller computed while verifying it: streamed by stores that can (`ObjectStore.putFile`), so a
+   * snapshot of any size is uploaded in bounded memory; read whole for the others.
+   */
+  async writeLtxFileFromPath(
+    level: number,
+    minTXID: number,
+    maxTXID: number,
+    path: string,
+    opts: { timestamp: number; size: number; sha256: string; crc64: bigint },
+  ): Promise<LtxFileInfo> {
+    if (!this.store.putFile) {
+      return await this.writeLtxFile(level, minTXID, maxTXID, await Deno.readFile(path), {
+        timestamp: opts.timestamp,
+        sourcePath: path,
+      });
+    }
+    const key = this.ltxKey(level, minTXID, maxTXID);
+    await this.store.putFile(key, path, {
+      size: opts.size,
+      sha256: opts.sha256,
+      crc64: opts.crc64,
+      metadata: { [TIMESTAMP_METADATA_KEY]: formatRfc3339Nano(opts.timestamp) },
+      mtime: new Date(opts.timestamp),
+    });
+    return { level, minTXID, maxTXID, size: opts.size, createdAt: new Date(opts.timestamp), key };
+  }
+
   /** Deletes LTX files; absent ones are ignored. */
   async deleteLtxFiles(files: { level: number; minTXID: number; maxTXID: number }[]): Promise<void> {
     if (files.length === 0) return;

@@ -26,6 +26,7 @@ import type {
   ObjectHead,
   ObjectInfo,
   ObjectStore,
+  PutFileOptions,
   PutOptions,
   SweepResult,
 } from "./object_store.ts";
@@ -177,6 +178,8 @@ export class RetryingObjectStore implements ObjectStore {
   readonly localPath?: (key: string) => string;
   /** Local backends: forwards to the inner store (see {@link ObjectStore.sweepStale}). */
   readonly sweepStale?: (prefix: string, olderThan: Date) => Promise<SweepResult>;
+  /** Uploads a local file with retries, when the inner store can (see {@link ObjectStore.putFile}). */
+  readonly putFile?: (key: string, path: string, options: PutFileOptions) => Promise<{ etag?: string }>;
   readonly #settings: RetrySettings;
   readonly #bus?: EventBus;
   readonly #db?: string;
@@ -205,6 +208,10 @@ export class RetryingObjectStore implements ObjectStore {
     if (inner.localPath) {
       const lp = inner.localPath.bind(inner);
       this.localPath = (key) => lp(key);
+    }
+    if (inner.putFile) {
+      const putFile = inner.putFile.bind(inner);
+      this.putFile = (key, path, options) => this.#run("upload", () => putFile(key, path, options));
     }
     if (inner.sweepStale) {
       const sweep = inner.sweepStale.bind(inner);

@@ -15,6 +15,9 @@
  */
 
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -22,6 +25,7 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import {
@@ -30,12 +34,21 @@ import {
   ConflictError,
   ConnectionError,
   CorruptionError,
+  LocalIoError,
+  localIoError,
   messageOf,
   NotFoundError,
   WalrustError,
 } from "../errors.ts";
 import { registerSecret } from "../observe/log.ts";
-import type { ListOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from "./object_store.ts";
+import type {
+  ListOptions,
+  ObjectHead,
+  ObjectInfo,
+  ObjectStore,
+  PutFileOptions,
+  PutOptions,
+} from "./object_store.ts";
 import { SHA256_METADATA_KEY, sha256Hex } from "./digest.ts";
 import { VERSION } from "../version.ts";
 
@@ -364,6 +377,25 @@ function lowerKeys(m: Record<string, string> | undefined): Record<string, string
   return out;
 }
 
+/** Part size of multipart uploads (and the largest object sent with one PutObject by `putFile`). */
+export const MULTIPART_PART_BYTES = 16 << 20;
+
+/** Runs a read of the local file being uploaded, mapping failures to errors that name it. */
+async function readLocal<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw localIoError(err, path, "read");
+  }
+}
+
+/** The local file was not the size it had when verified: it must not be uploaded. */
+function changedWhileUploading(path: string, expected: number, got: number): LocalIoError {
+  return new LocalIoError(
+    `${path} changed while being uploaded (${got} bytes, expected ${expected}); it is uploaded again later`,
+  );
+}
+
 /** An S3-compatible bucket (below an optional prefix) as an object store. */
 export class S3ObjectStore implements ObjectStore {
   /** Always `s3`. */
@@ -591,6 +623,87 @@ export class S3ObjectStore implements ObjectStore {
       Math.ceil(body.byteLength / (1024 * 1024)) * 1000,
     );
     return { etag: out.ETag };
+  }
+
+  /**
+   * {@link ObjectStore.putFile}: one PutObject up to {@link MULTIPART_PART_BYTES}, a multipart upload above
+   * (parts read from the file one at a time, so memory use does not grow with the file; aborted on any
+   * failure, so no parts are left to bill). The `sha256` metadata is the digest given.
+   */
+  async putFile(key: string, path: string, options: PutFileOptions): Promise<{ etag?: string }> {
+    const metadata = { ...lowerKeys(options.metadata), [SHA256_METADATA_KEY]: options.sha256 };
+    if (options.size <= MULTIPART_PART_BYTES) {
+      const body = await readLocal(path, () => Deno.readFile(path));
+      if (body.byteLength !== options.size) throw changedWhileUploading(path, options.size, body.byteLength);
+      return await this.put(key, body, { metadata });
+    }
+    const full = this.fullKey(key);
+    // S3 allows 10 000 parts: larger parts for objects over ~156 GiB.
+    const partBytes = Math.max(MULTIPART_PART_BYTES, Math.ceil(options.size / 10_000));
+    const f = await readLocal(path, () => Deno.open(path, { read: true }));
+    let uploadId: string | undefined;
+    try {
+      const { out } = await this.#send<{ UploadId?: string }>(
+        "put",
+        full,
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full, Metadata: metadata }),
+      );
+      uploadId = out.UploadId;
+      if (!uploadId) {
+        throw new ConnectionError(`put s3://${this.bucket}/${full}: the service started no multipart upload`);
+      }
+      const parts: { ETag: string; PartNumber: number }[] = [];
+      const buf = new Uint8Array(partBytes);
+      let total = 0;
+      for (let part = 1;; part++) {
+        let len = 0;
+        while (len < partBytes) {
+          const n = await readLocal(path, () => f.read(buf.subarray(len)));
+          if (n === null) break;
+          len += n;
+        }
+        if (len === 0) break;
+        total += len;
+        const { out: up } = await this.#send<{ ETag?: string }>(
+          "put",
+          full,
+          new UploadPartCommand({
+            Bucket: this.bucket,
+            Key: full,
+            UploadId: uploadId,
+            PartNumber: part,
+            Body: buf.subarray(0, len),
+            ContentLength: len,
+          }),
+          Math.ceil(len / (1024 * 1024)) * 1000,
+        );
+        parts.push({ ETag: up.ETag ?? "", PartNumber: part });
+        if (len < partBytes) break;
+      }
+      if (total !== options.size) throw changedWhileUploading(path, options.size, total);
+      const { out: done } = await this.#send<{ ETag?: string }>(
+        "put",
+        full,
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: full,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+      uploadId = undefined;
+      return { etag: done.ETag };
+    } finally {
+      f.close();
+      if (uploadId !== undefined) {
+        const id = uploadId;
+        await this.#send(
+          "put",
+          full,
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: id }),
+        ).catch(() => {});
+      }
+    }
   }
 
   /** DeleteObjects in batches of 1000; absent keys are not an error, per-key failures are. */

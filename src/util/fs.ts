@@ -92,6 +92,29 @@ export async function writeFileAtomic(
   await fsyncDir(dirOf(path));
 }
 
+/**
+ * Reads a file as a sequence of chunks of at most `chunkSize` bytes (1 MiB). Each chunk is a fresh copy the
+ * consumer may keep; the file is closed when the iteration ends or is abandoned.
+ */
+export async function* readFileChunks(path: string, chunkSize = 1 << 20): AsyncGenerator<Uint8Array> {
+  const f = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(chunkSize);
+    while (true) {
+      const n = await f.read(buf);
+      if (n === null) break;
+      yield buf.slice(0, n);
+    }
+  } finally {
+    f.close();
+  }
+}
+
+/** Copies `src` to `path` atomically (temp file, fsync, rename, directory fsync), a chunk at a time. */
+export async function copyFileAtomic(src: string, path: string, mtime?: Date): Promise<void> {
+  await writeFileAtomic(path, readFileChunks(src), { mtime });
+}
+
 /** Writes every byte of `data` to `f` synchronously. */
 export function writeAllSync(f: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
   let off = 0;
