@@ -44,7 +44,11 @@ Deno.test("replicate: 3 reader processes see only consistent states while 2000 t
     await source.commit((db) => createBankSchema(db, ACCOUNTS));
     await source.snapshot();
     follower = spawnProcess(["replicate", `${dir}/backups/app`, "--local", replica, "--interval", "10ms"]);
-    await waitFor("the bootstrap", async () => (await stateTxid(replica)) >= 1);
+    // The follower records its state before it renames the replica into place: wait for both.
+    await waitFor(
+      "the bootstrap",
+      async () => (await stateTxid(replica)) >= 1 && (await Deno.stat(replica).then(() => true, () => false)),
+    );
     const inode = (await Deno.stat(replica)).ino;
 
     for (let i = 0; i < READERS; i++) {

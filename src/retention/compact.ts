@@ -29,6 +29,10 @@ import { CorruptionError, NotFoundError, UsageError } from "../errors.ts";
 import { compactLtx } from "../ltx/compactor.ts";
 import { LtxDecoder, verifyLtx } from "../ltx/decoder.ts";
 import type { ByteSink } from "../ltx/encoder.ts";
+import { Crc64 } from "../ltx/checksum.ts";
+import type { Hash } from "node:crypto";
+import { writeAll } from "../util/fs.ts";
+import { nodeCrypto } from "../util/node_crypto.ts";
 import { formatLtxFilename } from "../ltx/types.ts";
 import type { EventBus } from "../observe/events.ts";
 import { log as rootLog, type Logger } from "../observe/log.ts";
@@ -242,6 +246,10 @@ export interface CompactOptions {
   db?: string;
   /** Logger (default: the process logger). */
   logger?: Logger;
+  /** Outputs above this many bytes are merged into a temp file (default {@link SPILL_BYTES}). */
+  spillBytes?: number;
+  /** Directory of those temp files (default: the system's temp directory). */
+  spillDir?: string;
 }
 
 function concat(chunks: Uint8Array[], size: number): Uint8Array {
@@ -261,10 +269,127 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Performs one step: streams the sources through the merge into memory (the storage API writes whole
- * objects), writes the output, reads it back and compares it byte for byte (a mismatch or a corrupt read
- * deletes the output again and throws CorruptionError). A source that vanished (another process's retention)
- * surfaces as NotFoundError; nothing is written then.
+ * Outputs larger than this are moved from memory to a temp file while they are merged, and uploaded and
+ * checked from there ({@link SpillSink}): an hour of a busy large database merged into level 3 must not need
+ * its size in memory (twice: the output and its read-back).
+ */
+export const SPILL_BYTES = 8 << 20;
+
+/**
+ * The merge's output: chunks in memory up to `limit` bytes, then everything in a temp file in `dir` (the
+ * system's temp directory by default), hashed (SHA-256, CRC-64) as it is written, fsynced at the end (a
+ * directory replica may link it).
+ */
+class SpillSink implements ByteSink {
+  readonly #limit: number;
+  readonly #dir: string | undefined;
+  #chunks: Uint8Array[] = [];
+  #file: Deno.FsFile | null = null;
+  #sha: Hash | null = null;
+  readonly #crc = new Crc64();
+  /** The temp file, once the output spilled. */
+  path: string | null = null;
+  /** Bytes written so far. */
+  size = 0;
+
+  constructor(limit: number, dir?: string) {
+    this.#limit = limit;
+    this.#dir = dir;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.size += chunk.byteLength;
+    if (this.#file) return await this.#append(chunk);
+    this.#chunks.push(chunk);
+    if (this.size <= this.#limit) return;
+    this.path = await Deno.makeTempFile({ dir: this.#dir, prefix: ".walrust-compact-", suffix: ".tmp" });
+    // A directory replica may link this very file: give it the mode of every other replica file.
+    await Deno.chmod(this.path, 0o644);
+    this.#file = await Deno.open(this.path, { write: true });
+    this.#sha = (await nodeCrypto()).createHash("sha256");
+    const held = this.#chunks;
+    this.#chunks = [];
+    for (const c of held) await this.#append(c);
+  }
+
+  async #append(chunk: Uint8Array): Promise<void> {
+    this.#sha!.update(chunk);
+    this.#crc.update(chunk);
+    await writeAll(this.#file!, chunk);
+  }
+
+  /** The output: its bytes when it stayed in memory, else the (fsynced, closed) file and its digests. */
+  async finish(): Promise<{ bytes: Uint8Array } | { path: string; sha256: string; crc64: bigint }> {
+    if (!this.#file) return { bytes: concat(this.#chunks, this.size) };
+    await this.#file.sync();
+    this.#file.close();
+    this.#file = null;
+    return { path: this.path!, sha256: this.#sha!.digest("hex"), crc64: this.#crc.digest() };
+  }
+
+  /** Removes the temp file, if any. */
+  async discard(): Promise<void> {
+    try {
+      this.#file?.close();
+    } catch { /* already closed */ }
+    this.#file = null;
+    if (this.path) await Deno.remove(this.path).catch(() => {});
+  }
+}
+
+/**
+ * Reads the object back as a stream and checks it against the local file byte for byte and as an LTX file
+ * (CorruptionError naming `key` on a difference); memory does not grow with the file.
+ */
+async function checkReadBack(
+  client: ReplicaClient,
+  step: CompactionStep<LtxFileInfo>,
+  path: string,
+  key: string,
+) {
+  const local = await Deno.open(path, { read: true });
+  const reader = (await client.openLtxFile(step.level, step.minTXID, step.maxTXID)).getReader();
+  let offset = 0;
+  const compared = async function* (): AsyncGenerator<Uint8Array> {
+    while (true) {
+      const r = await reader.read();
+      if (r.done) break;
+      const want = new Uint8Array(r.value.byteLength);
+      let got = 0;
+      while (got < want.length) {
+        const n = await local.read(want.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      if (got !== want.length || !sameBytes(want, r.value)) {
+        throw new CorruptionError(`read back different bytes than were written (near byte ${offset})`, {
+          object: key,
+        });
+      }
+      offset += got;
+      yield r.value;
+    }
+  };
+  try {
+    const chunks = compared();
+    await verifyLtx(chunks, key);
+    for await (const _ of chunks) { /* the rest after the trailer is compared too */ }
+    if (offset !== (await local.stat()).size) {
+      throw new CorruptionError(`read back ${offset} bytes, ${(await local.stat()).size} were written`, {
+        object: key,
+      });
+    }
+  } finally {
+    local.close();
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Performs one step: streams the sources through the merge (into memory, or into a temp file above
+ * {@link SPILL_BYTES}), writes the output, reads it back and compares it byte for byte (a mismatch or a
+ * corrupt read deletes the output again and throws CorruptionError). A source that vanished (another
+ * process's retention) surfaces as NotFoundError; nothing is written then.
  */
 export async function compactStep(
   client: ReplicaClient,
@@ -293,18 +418,27 @@ export async function compactStep(
       await reader.cancel().catch(() => {});
     }
   }
-  let bytes: Uint8Array;
+  const sink = new SpillSink(opts.spillBytes ?? SPILL_BYTES, opts.spillDir);
+  try {
+    return await mergeAndWrite(client, step, opts, sink, chunksOf, readers, started);
+  } finally {
+    await sink.discard();
+  }
+}
+
+/** {@link compactStep} once its sink exists: merge, write, read back (the caller discards the sink). */
+async function mergeAndWrite(
+  client: ReplicaClient,
+  step: CompactionStep<LtxFileInfo>,
+  opts: CompactOptions,
+  sink: SpillSink,
+  chunksOf: (f: LtxFileInfo) => AsyncGenerator<Uint8Array>,
+  readers: Set<ReadableStreamDefaultReader<Uint8Array>>,
+  started: number,
+): Promise<CompactionResult> {
+  let merged: Awaited<ReturnType<SpillSink["finish"]>>;
   let timestamp: number;
   try {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const sink: ByteSink = {
-      write(chunk: Uint8Array): Promise<void> {
-        chunks.push(chunk);
-        size += chunk.byteLength;
-        return Promise.resolve();
-      },
-    };
     const { header } = await compactLtx(step.sources.map((f) => new LtxDecoder(chunksOf(f), f.key)), sink);
     if (header.minTXID !== step.minTXID || header.maxTXID !== step.maxTXID) {
       throw new CorruptionError(
@@ -314,33 +448,44 @@ export async function compactStep(
         { object: step.sources.map((f) => f.key).join(", ") },
       );
     }
-    bytes = concat(chunks, size);
+    merged = await sink.finish();
     timestamp = header.timestamp;
   } finally {
     // A failed merge leaves downloads half-read: release their connections and file handles.
     for (const r of readers) await r.cancel().catch(() => {});
   }
 
-  const output = await client.writeLtxFile(step.level, step.minTXID, step.maxTXID, bytes, { timestamp });
-  let back: Uint8Array;
-  try {
-    back = await client.readLtxFile(step.level, step.minTXID, step.maxTXID);
-  } catch (err) {
-    if (err instanceof NotFoundError) {
-      throw new NotFoundError(`${output.key} vanished right after it was written; compaction will retry`, {
+  const output = "bytes" in merged
+    ? await client.writeLtxFile(step.level, step.minTXID, step.maxTXID, merged.bytes, { timestamp })
+    : await client.writeLtxFileFromPath(step.level, step.minTXID, step.maxTXID, merged.path, {
+      timestamp,
+      size: sink.size,
+      sha256: merged.sha256,
+      crc64: merged.crc64,
+    });
+  const vanished = (err: unknown): unknown =>
+    err instanceof NotFoundError
+      ? new NotFoundError(`${output.key} vanished right after it was written; compaction will retry`, {
         cause: err,
+      })
+      : err; // transient: the file stays (it was written whole); the next round checks again
+  try {
+    if ("bytes" in merged) {
+      const back = await client.readLtxFile(step.level, step.minTXID, step.maxTXID).catch((err) => {
+        throw vanished(err);
+      });
+      if (!sameBytes(back, merged.bytes)) {
+        throw new CorruptionError("read back different bytes than were written", { object: output.key });
+      }
+      await verifyLtx(back, output.key);
+    } else {
+      await checkReadBack(client, step, merged.path, output.key).catch((err) => {
+        throw err instanceof CorruptionError ? err : vanished(err);
       });
     }
-    throw err; // transient: the file stays (it was written whole); the next round checks again
-  }
-  try {
-    if (!sameBytes(back, bytes)) {
-      throw new CorruptionError("read back different bytes than were written", { object: output.key });
-    }
-    await verifyLtx(back, output.key);
   } catch (err) {
     // Nobody may build on a bad compacted file: remove it (its sources are still there).
-    await client.deleteLtxFiles([output]).catch(() => {});
+    if (err instanceof CorruptionError) await client.deleteLtxFiles([output]).catch(() => {});
     throw err;
   }
   const seconds = (performance.now() - started) / 1000;
@@ -359,7 +504,7 @@ export async function compactStep(
     level: step.level,
     file: formatLtxFilename(step.minTXID, step.maxTXID),
     sources: step.sources.length,
-    bytes: bytes.byteLength,
+    bytes: sink.size,
   });
   return { level: step.level, sources: step.sources, output, reason: step.reason, seconds };
 }

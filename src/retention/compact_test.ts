@@ -6,6 +6,8 @@ import { configureLogging } from "../observe/log.ts";
 import { type DbHistory, putL0Range, putLtx, sampleHistory } from "../restore/testing.ts";
 import { restoreDatabase } from "../restore/restore.ts";
 import type { PlanFile } from "../restore/plan.ts";
+import { sha256Hex } from "../storage/digest.ts";
+import { FileObjectStore } from "../storage/file.ts";
 import { MemoryObjectStore } from "../storage/memory.ts";
 import { type LtxFileInfo, ReplicaClient } from "../storage/replica_client.ts";
 import {
@@ -234,6 +236,91 @@ Deno.test("compaction step: an output that reads back differently is deleted aga
       return true;
     });
     assert.equal(store.objects.has(outKey), false);
+  });
+});
+
+for (const backend of ["directory", "store without putFile"] as const) {
+  Deno.test(`compaction step: a large output is merged into a temp file, uploaded and checked from it (${backend})`, async () => {
+    await withDir(async (dir) => {
+      const h = sampleHistory(dir, 14);
+      const spillDir = `${dir}/spill`;
+      await Deno.mkdir(spillDir);
+      const store = backend === "directory"
+        ? new FileObjectStore(`${dir}/replica`)
+        : new MemoryObjectStore("file");
+      const client = new ReplicaClient(store, "app");
+      await putLtx(client, h, 9, 1, 4);
+      await putL0Range(client, h, 5, 14);
+      const step = stepFor(await client.allLtxFiles(), 1);
+      // The same merge kept in memory, for comparison.
+      const memory = new ReplicaClient(new MemoryObjectStore("file"), "app");
+      for (const f of step.sources) {
+        await memory.writeLtxFile(
+          0,
+          f.minTXID,
+          f.maxTXID,
+          await client.readLtxFile(0, f.minTXID, f.maxTXID),
+          {
+            timestamp: f.createdAt.getTime(),
+          },
+        );
+      }
+      await compactStep(memory, step);
+      const expected = await memory.readLtxFile(1, 5, 14);
+      assert.ok(expected.length > 1024);
+
+      const r = await compactStep(client, step, { spillBytes: 1024, spillDir });
+      assert.deepEqual([r.output.level, r.output.minTXID, r.output.maxTXID, r.output.size], [
+        1,
+        5,
+        14,
+        expected.length,
+      ]);
+      assert.deepEqual(await client.readLtxFile(1, 5, 14), expected);
+      assert.equal((await store.head(client.ltxKey(1, 5, 14)))?.metadata.sha256, await sha256Hex(expected));
+      assert.deepEqual([...Deno.readDirSync(spillDir)], [], "the temp file is gone");
+      if (store instanceof FileObjectStore) {
+        assert.equal((await Deno.stat(store.localPath(client.ltxKey(1, 5, 14)))).mode! & 0o777, 0o644);
+      }
+      await client.deleteLtxFiles((await client.ltxFiles(0)).slice(0, -1));
+      assert.deepEqual(await restoreBytes(client, dir, {}), h.states[14]);
+    });
+  });
+}
+
+Deno.test("compaction step: a large output that reads back differently is deleted again", async () => {
+  await withDir(async (dir) => {
+    const h = sampleHistory(dir, 5);
+    const spillDir = `${dir}/spill`;
+    await Deno.mkdir(spillDir);
+    const store = new FileObjectStore(`${dir}/replica`);
+    const client = new ReplicaClient(store, "app");
+    await putL0Range(client, h, 1, 5);
+    const step = stepFor(await client.allLtxFiles(), 1);
+    const outKey = client.ltxKey(1, 1, 5);
+    const getStream = store.getStream.bind(store);
+    store.getStream = async (key: string) => {
+      const stream = await getStream(key);
+      if (key !== outKey) return stream;
+      let first = true;
+      return stream.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, ctrl) {
+            const c = chunk.slice();
+            if (first && c.length > 200) c[200] ^= 1; // one page byte, as storage rot would change it
+            first = false;
+            ctrl.enqueue(c);
+          },
+        }),
+      );
+    };
+    await assert.rejects(compactStep(client, step, { spillBytes: 64, spillDir }), (err: unknown) => {
+      assert.ok(err instanceof CorruptionError);
+      assert.match(err.message, /read back different bytes/);
+      return true;
+    });
+    assert.equal(await store.head(outKey), null);
+    assert.deepEqual([...Deno.readDirSync(spillDir)], [], "the temp file is gone");
   });
 });
 
