@@ -105,7 +105,7 @@ Deno.test("webhooks: payload, headers and HMAC signature reach the receiver", as
     assert.equal(p.database, "app");
     assert.equal(p.error, "PUT timed out");
     assert.equal(p.version, VERSION);
-    assert.deepEqual(p.details, { errorClass: "connection", attempts: 5 });
+    assert.deepEqual(p.details, { errorClass: "connection", attempts: 5, suppressed: 0 });
     assert.match(p.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
     assert.ok(Math.abs(Date.parse(p.timestamp) - Date.now()) < 60_000);
     assert.equal(headers.get("content-type"), "application/json");
@@ -166,6 +166,52 @@ Deno.test("webhooks: per-receiver event filter, default all, no signature withou
     await hooks.close();
     await a.close();
     await b.close();
+  }
+});
+
+Deno.test("webhooks: upload_failed is sent once per episode and message, repeated after a while with the count held back", async () => {
+  const rx = receiver();
+  let now = Date.UTC(2026, 0, 1);
+  const bus = new EventBus(() => now);
+  const hooks = startWebhooks(bus, [{ url: rx.url, events: ["upload_failed"] }], {
+    repeatAfterMs: 60_000,
+    logger: captureLogger(),
+  });
+  const fail = (db: string, error = "503 SlowDown") =>
+    bus.emit({ type: "upload_failed", db, error, errorClass: "connection", attempts: 5 });
+  try {
+    for (let i = 0; i < 5; i++, now += 1000) fail("app"); // one alert for five failures
+    fail("other"); // another database has its own episode
+    fail("app", "connection refused"); // a new message is news
+    for (let i = 0; i < 3; i++, now += 1000) fail("app", "connection refused");
+    now += 60_000;
+    fail("app", "connection refused"); // still failing a minute later: repeated, with the count held back
+    bus.emit({
+      type: "upload",
+      db: "app",
+      level: 0,
+      minTXID: 1,
+      maxTXID: 1,
+      bytes: 1,
+      seconds: 0,
+      readAt: now,
+    });
+    fail("app", "connection refused"); // after a success, a failure starts a new episode
+    await hooks.close();
+    const sent = rx.got.map((r) => JSON.parse(r.body) as WebhookPayload);
+    assert.deepEqual(
+      sent.map((p) => [p.database, p.error, p.details.suppressed]),
+      [
+        ["app", "503 SlowDown", 0],
+        ["other", "503 SlowDown", 0],
+        ["app", "connection refused", 4],
+        ["app", "connection refused", 3],
+        ["app", "connection refused", 0],
+      ],
+    );
+  } finally {
+    await hooks.close();
+    await rx.close();
   }
 });
 

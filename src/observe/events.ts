@@ -73,10 +73,16 @@ export type EventListener = (event: WalrustEvent, at: number) => void;
 /** A synchronous fan-out bus. */
 export class EventBus {
   #listeners = new Set<EventListener>();
+  readonly #clock: () => number;
+
+  /** A bus stamping events with `clock` (ms since epoch; tests pass their own). */
+  constructor(clock: () => number = Date.now) {
+    this.#clock = clock;
+  }
 
   /** Delivers `event` to every subscriber; a subscriber that throws is ignored (it must not stop replication). */
   emit(event: WalrustEvent): void {
-    const at = Date.now();
+    const at = this.#clock();
     for (const l of this.#listeners) {
       try {
         l(event, at);

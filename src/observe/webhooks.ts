@@ -14,6 +14,11 @@
  * `close()` stops listening and waits for the queues to drain, at most `flushTimeoutMs`, then aborts what is
  * in flight and reports what was dropped.
  *
+ * `upload_failed` is not sent for every failed upload pass (one a second, then every 30 s, for as long as a
+ * replica is down): per database, the first failure is sent, then only a failure with another message or the
+ * first one {@link WebhookOptions.repeatAfterMs} after the last alert, with `details.suppressed` counting the
+ * failures not sent in between; an upload that succeeds ends the episode. Metrics still count every failure.
+ *
  * Receiver URLs often carry a token in their path (Slack, Discord), so logs show only the origin.
  *
  * @module
@@ -43,7 +48,10 @@ export interface WebhookPayload {
   timestamp: string;
   /** walrust version. */
   version: string;
-  /** Event-specific fields (error class, attempts, object, destination, WAL pages, exit code). */
+  /**
+   * Event-specific fields (error class, attempts and failures suppressed since the previous alert, object,
+   * destination, WAL pages, exit code).
+   */
   details: Record<string, string | number | boolean | null>;
 }
 
@@ -59,6 +67,8 @@ export interface WebhookOptions {
   timeoutMs?: number;
   /** How long `close()` waits for queues to drain, ms (default 5000). */
   flushTimeoutMs?: number;
+  /** A database's `upload_failed` with the same message is sent again after this long, ms (default 15 min). */
+  repeatAfterMs?: number;
   /** Logger for warnings (default the process logger). */
   logger?: Logger;
 }
@@ -83,6 +93,38 @@ export interface Webhooks {
   stats(): WebhookStats;
 }
 
+/**
+ * Which `upload_failed` events become webhooks (see the module doc); stamps the ones that pass with the
+ * number of failures suppressed since the previous alert of their database.
+ */
+class UploadFailureGate {
+  readonly #repeatAfterMs: number;
+  readonly #episodes = new Map<string, { message: string; sentAt: number; suppressed: number }>();
+
+  constructor(repeatAfterMs: number) {
+    this.#repeatAfterMs = repeatAfterMs;
+  }
+
+  /**
+   * Null for an `upload_failed` to hold back; otherwise how many of its database's failures were held back
+   * since its previous alert (0 for every other event; an `upload` ends the database's episode).
+   */
+  pass(event: WalrustEvent, at: number): number | null {
+    if (event.type === "upload") {
+      this.#episodes.delete(event.db);
+      return 0;
+    }
+    if (event.type !== "upload_failed") return 0;
+    const ep = this.#episodes.get(event.db);
+    if (ep && ep.message === event.error && at - ep.sentAt < this.#repeatAfterMs) {
+      ep.suppressed++;
+      return null;
+    }
+    this.#episodes.set(event.db, { message: event.error, sentAt: at, suppressed: 0 });
+    return ep?.suppressed ?? 0;
+  }
+}
+
 /** `sha256=<hex HMAC-SHA256(secret, body)>`, the value of `X-Walrust-Signature`. */
 export function signBody(secret: string, body: string): string {
   return "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
@@ -93,8 +135,11 @@ export function isWebhookEvent(name: string): name is WebhookEventName {
   return (WEBHOOK_EVENTS as readonly string[]).includes(name);
 }
 
-/** The payload for `event` emitted at `at` (ms since epoch), or null when it is not a webhook event. */
-export function webhookPayload(event: WalrustEvent, at: number): WebhookPayload | null {
+/**
+ * The payload for `event` emitted at `at` (ms since epoch), or null when it is not a webhook event;
+ * `suppressed`: for `upload_failed`, the failures of its database not sent since the previous alert.
+ */
+export function webhookPayload(event: WalrustEvent, at: number, suppressed = 0): WebhookPayload | null {
   const base = { timestamp: new Date(at).toISOString(), version: VERSION };
   const db = (name: string | undefined) => (name === undefined ? null : scrub(name));
   switch (event.type) {
@@ -104,7 +149,7 @@ export function webhookPayload(event: WalrustEvent, at: number): WebhookPayload 
         event: event.type,
         database: db(event.db),
         error: scrub(event.error),
-        details: { errorClass: event.errorClass, attempts: event.attempts },
+        details: { errorClass: event.errorClass, attempts: event.attempts, suppressed },
       };
     case "auth_failure":
       return { ...base, event: event.type, database: db(event.db), error: scrub(event.error), details: {} };
@@ -336,6 +381,7 @@ export function startWebhooks(
     retryDelaysMs: options.retryDelaysMs ?? [1000, 5000],
     timeoutMs: options.timeoutMs ?? 10_000,
     flushTimeoutMs: options.flushTimeoutMs ?? 5000,
+    repeatAfterMs: options.repeatAfterMs ?? 15 * 60_000,
     logger: options.logger ?? defaultLog,
   };
   const stats: WebhookStats = { delivered: 0, failed: 0, dropped: 0, pending: 0 };
@@ -366,8 +412,11 @@ export function startWebhooks(
     return new Receiver(hook, events, displayWebhookUrl(hook.url), opts, stats, abort.signal);
   });
 
+  const gate = new UploadFailureGate(opts.repeatAfterMs);
   const unsubscribe = receivers.length === 0 ? () => {} : bus.subscribe((event, at) => {
-    const payload = webhookPayload(event, at);
+    const suppressed = gate.pass(event, at);
+    if (suppressed === null) return;
+    const payload = webhookPayload(event, at, suppressed);
     if (!payload) return;
     const targets = receivers.filter((r) => r.events.has(payload.event));
     if (!targets.length) return;
