@@ -66,7 +66,7 @@ Deno.test({
   const dir = await Deno.makeTempDir({ prefix: "walrust-events-" });
   const lines: string[] = [];
   configureLogging({ level: "info", write: (l) => lines.push(l) });
-  const db = new DatabaseSync(`${dir}/app.db`);
+  const db = new DatabaseSync(`${dir}/app.db`, { timeout: 5000 });
   let stop: () => void = () => {};
   const stopPromise = new Promise<void>((r) => (stop = r));
   let watching: Promise<number> | null = null;

@@ -53,7 +53,8 @@ Deno.test('validation: watch --validation-interval notices a corrupted L0 file o
   const receiver = startReceiver();
   let child: Deno.ChildProcess | null = null;
   let drained: Promise<void> = Promise.resolve();
-  const db = new DatabaseSync(`${dir}/app.db`);
+  // Like any application: wait for locks (watch takes the write lock briefly at start, to create _walrust_seq).
+  const db = new DatabaseSync(`${dir}/app.db`, { timeout: 5000 });
   try {
     db.exec("PRAGMA journal_mode=WAL");
     db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");

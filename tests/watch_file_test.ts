@@ -91,7 +91,7 @@ Deno.test("watch: mixed workload with VACUUM, schema changes, app checkpoints an
       assert.ok((await client.ltxFiles(9)).length >= 1, `${name}: has a snapshot`);
       // Every process is gone and the last one checkpointed the WAL: the source file is complete. A restore
       // is then the same file, byte for byte.
-      const src = new DatabaseSync(dbs[i]);
+      const src = new DatabaseSync(dbs[i], { timeout: 5000 });
       src.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       const digest = databaseDigest(src);
       src.close();

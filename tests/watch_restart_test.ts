@@ -69,7 +69,7 @@ Deno.test("watch restart: no writes → nothing shipped; writes with the app ope
     }
   };
   try {
-    let app = new DatabaseSync(path);
+    let app = new DatabaseSync(path, { timeout: 5000 });
     app.exec("PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
     insert(app, 200);
     app.close(); // walrust's connection will be the last one to close
@@ -88,7 +88,7 @@ Deno.test("watch restart: no writes → nothing shipped; writes with the app ope
     assert.deepEqual(keys(await client.allLtxFiles()), keys(afterFirst), "nothing shipped");
 
     // 3. Writes while walrust is stopped, the application keeps its connection open across the restart.
-    app = new DatabaseSync(path);
+    app = new DatabaseSync(path, { timeout: 5000 });
     insert(app, 50);
     const third = await watchFor(path, replica, 500);
     assert.doesNotMatch(third, /full copy/, third);
@@ -108,7 +108,7 @@ Deno.test("watch restart: no writes → nothing shipped; writes with the app ope
 
     // 5. kill -9 after files were shipped from memory (they never reached the local disk): the restart takes
     // its position from the replica's newest file, incrementally, and loses nothing.
-    app = new DatabaseSync(path);
+    app = new DatabaseSync(path, { timeout: 5000 });
     const maxTxid = async () => (await client.allLtxFiles()).reduce((m, f) => Math.max(m, f.maxTXID), 0);
     const before = await maxTxid();
     const p = spawnWalrust(["watch", path, "-b", replica, "--no-metrics", "--sync-interval", "100ms"]);
