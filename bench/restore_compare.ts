@@ -8,7 +8,8 @@
  * also times `cp` followed by `sync <file>` (a durable copy), the fair floor for a durable restore.
  * Runs alternate between the tools, and each starts after `sync` (no other tool's dirty pages pending).
  *
- * Usage: deno run -A bench/restore_compare.ts [--mb 256] [--runs 5]
+ * Usage: deno run -A bench/restore_compare.ts [--mb 256] [--runs 11]
+ * (this VM varies by ±30 % between runs of the same code: compare medians of several runs, not one best)
  * Writes bench/results/restore_compare.json and prints a table (best and median seconds, MB/s).
  */
 import { DatabaseSync } from "node:sqlite";
@@ -19,7 +20,7 @@ const LITESTREAM = `${ROOT}/.tools/node_modules/@flydotio/litestream-linux-x64/l
 const PERMS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run", "--allow-sys"];
 const { values } = parseArgs({
   args: Deno.args,
-  options: { mb: { type: "string", default: "256" }, runs: { type: "string", default: "5" } },
+  options: { mb: { type: "string", default: "256" }, runs: { type: "string", default: "11" } },
 });
 const targetBytes = Number(values.mb) * 1024 * 1024;
 const runs = Number(values.runs);
