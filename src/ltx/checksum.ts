@@ -229,36 +229,38 @@ interface ZeroShiftTables {
 }
 
 /**
- * The tables that advance a CRC-64 register over `n` zero bytes (the kernel's stream joins): the operator is
- * linear, so it is computed for each of the 64 register bits and combined per byte.
+ * The tables that advance a CRC-64 register over `n` zero bytes (the kernel's stream joins). The operator is
+ * linear, so it is fixed by its value on each of the 64 register bits; and it commutes with multiplying by x,
+ * so only the top bit (x^0) is advanced over the n bytes and each lower bit's value is the one above it
+ * advanced by a single bit. Each byte's table is then filled one XOR per entry. (This runs at start-up of
+ * every command, before any JIT: ~0.3k steps instead of ~33k.)
  */
 function zeroShiftTables(n: number): ZeroShiftTables {
   const bitHi = new Uint32Array(64);
   const bitLo = new Uint32Array(64);
-  for (let bit = 0; bit < 64; bit++) {
-    let hi = bit >= 32 ? 2 ** (bit - 32) : 0;
-    let lo = bit < 32 ? 2 ** bit : 0;
-    for (let s = 0; s < n; s++) {
-      const idx = lo & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
-      hi = (hi >>> 8) ^ T0_HI[idx];
-    }
+  let hi = 0x80000000;
+  let lo = 0;
+  for (let s = 0; s < n; s++) {
+    const idx = lo & 0xff;
+    lo = ((lo >>> 8) | (hi << 24)) ^ T0_LO[idx];
+    hi = (hi >>> 8) ^ T0_HI[idx];
+  }
+  for (let bit = 63; bit >= 0; bit--) {
     bitHi[bit] = hi >>> 0;
     bitLo[bit] = lo >>> 0;
+    const lsb = lo & 1;
+    lo = ((lo >>> 1) | (hi << 31)) >>> 0;
+    hi = lsb ? ((hi >>> 1) ^ POLY_HI) >>> 0 : hi >>> 1;
   }
   const t: ZeroShiftTables = { hi: new Uint32Array(8 * 256), lo: new Uint32Array(8 * 256) };
   for (let j = 0; j < 8; j++) {
-    for (let v = 0; v < 256; v++) {
-      let hi = 0;
-      let lo = 0;
-      for (let b = 0; b < 8; b++) {
-        if ((v >>> b) & 1) {
-          hi ^= bitHi[8 * j + b];
-          lo ^= bitLo[8 * j + b];
-        }
+    const base = j * 256;
+    for (let b = 0; b < 8; b++) {
+      const top = 1 << b;
+      for (let v = 0; v < top; v++) {
+        t.hi[base + (top | v)] = (t.hi[base + v] ^ bitHi[8 * j + b]) >>> 0;
+        t.lo[base + (top | v)] = (t.lo[base + v] ^ bitLo[8 * j + b]) >>> 0;
       }
-      t.hi[j * 256 + v] = hi >>> 0;
-      t.lo[j * 256 + v] = lo >>> 0;
     }
   }
   return t;
