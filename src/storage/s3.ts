@@ -380,6 +380,9 @@ function lowerKeys(m: Record<string, string> | undefined): Record<string, string
 /** Part size of multipart uploads (and the largest object sent with one PutObject by `putFile`). */
 export const MULTIPART_PART_BYTES = 16 << 20;
 
+/** Parts of one multipart upload in flight at once (each holds a part-sized buffer). */
+const MULTIPART_CONCURRENCY = 2;
+
 /** Runs a read of the local file being uploaded, mapping failures to errors that name it. */
 async function readLocal<T>(path: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -627,8 +630,8 @@ export class S3ObjectStore implements ObjectStore {
 
   /**
    * {@link ObjectStore.putFile}: one PutObject up to {@link MULTIPART_PART_BYTES}, a multipart upload above
-   * (parts read from the file one at a time, so memory use does not grow with the file; aborted on any
-   * failure, so no parts are left to bill). The `sha256` metadata is the digest given.
+   * (two parts in flight, read from the file as buffers free up, so memory use does not grow with the file;
+   * aborted on any failure, so no parts are left to bill). The `sha256` metadata is the digest given.
    */
   async putFile(key: string, path: string, options: PutFileOptions): Promise<{ etag?: string }> {
     const metadata = { ...lowerKeys(options.metadata), [SHA256_METADATA_KEY]: options.sha256 };
@@ -652,34 +655,54 @@ export class S3ObjectStore implements ObjectStore {
       if (!uploadId) {
         throw new ConnectionError(`put s3://${this.bucket}/${full}: the service started no multipart upload`);
       }
+      // Parts go up MULTIPART_CONCURRENCY at a time (one buffer each, reused once its part is sent), while
+      // the next one is read from the file.
       const parts: { ETag: string; PartNumber: number }[] = [];
-      const buf = new Uint8Array(partBytes);
+      const free = Array.from({ length: MULTIPART_CONCURRENCY }, () => new Uint8Array(partBytes));
+      const inFlight = new Set<Promise<void>>();
+      let failure: { err: unknown } | null = null;
       let total = 0;
-      for (let part = 1;; part++) {
-        let len = 0;
-        while (len < partBytes) {
-          const n = await readLocal(path, () => f.read(buf.subarray(len)));
-          if (n === null) break;
-          len += n;
+      try {
+        for (let part = 1;; part++) {
+          while (free.length === 0 && failure === null) await Promise.race(inFlight);
+          if (failure !== null) break;
+          const buf = free.pop()!;
+          let len = 0;
+          while (len < partBytes) {
+            const n = await readLocal(path, () => f.read(buf.subarray(len)));
+            if (n === null) break;
+            len += n;
+          }
+          if (len === 0) break;
+          total += len;
+          const id: string = uploadId;
+          const sent: Promise<void> = this.#send<{ ETag?: string }>(
+            "put",
+            full,
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: full,
+              UploadId: id,
+              PartNumber: part,
+              Body: buf.subarray(0, len),
+              ContentLength: len,
+            }),
+            Math.ceil(len / (1024 * 1024)) * 1000,
+          ).then(({ out: up }) => {
+            parts[part - 1] = { ETag: up.ETag ?? "", PartNumber: part };
+          }, (err) => {
+            failure ??= { err };
+          }).finally(() => {
+            free.push(buf);
+            inFlight.delete(sent);
+          });
+          inFlight.add(sent);
+          if (len < partBytes) break;
         }
-        if (len === 0) break;
-        total += len;
-        const { out: up } = await this.#send<{ ETag?: string }>(
-          "put",
-          full,
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: full,
-            UploadId: uploadId,
-            PartNumber: part,
-            Body: buf.subarray(0, len),
-            ContentLength: len,
-          }),
-          Math.ceil(len / (1024 * 1024)) * 1000,
-        );
-        parts.push({ ETag: up.ETag ?? "", PartNumber: part });
-        if (len < partBytes) break;
+      } finally {
+        await Promise.all(inFlight); // never leave a part in flight behind (each settles, none rejects)
       }
+      if (failure !== null) throw (failure as { err: unknown }).err;
       if (total !== options.size) throw changedWhileUploading(path, options.size, total);
       const { out: done } = await this.#send<{ ETag?: string }>(
         "put",
